@@ -1,0 +1,1 @@
+"""Benchmarks; their latest numbers go in the README."""

@@ -1,0 +1,1 @@
+"""Liaison bot: Telegram assistant for the district's private-enterprise party-building work."""

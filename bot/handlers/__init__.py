@@ -1,0 +1,1 @@
+"""Thin Telegram entry points: they check who is asking, open a unit of work and call a flow or a query."""

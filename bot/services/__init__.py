@@ -1,0 +1,1 @@
+"""Domain services: validation, parsing and business rules used by the bot."""

@@ -1,0 +1,63 @@
+"""Enterprises and their assignments (包片)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.storage.enums import Role
+from bot.storage.models import Assignment, Enterprise, User
+
+
+async def enterprises_by_code(session: AsyncSession, *, codes: list[str]) -> dict[str, Enterprise]:
+    found: dict[str, Enterprise] = {}
+    for start in range(0, len(codes), 500):  # stay well below SQLite's bound-parameter limit
+        chunk = codes[start : start + 500]
+        rows = await session.scalars(select(Enterprise).where(Enterprise.credit_code.in_(chunk)))
+        found.update({e.credit_code: e for e in rows})
+    return found
+
+
+async def current_assignments(
+    session: AsyncSession, *, enterprise_ids: list[int]
+) -> dict[tuple[int, Role], Assignment]:
+    found: dict[tuple[int, Role], Assignment] = {}
+    for start in range(0, len(enterprise_ids), 500):
+        chunk = enterprise_ids[start : start + 500]
+        rows = await session.scalars(
+            select(Assignment).where(Assignment.enterprise_id.in_(chunk), Assignment.end_date.is_(None))
+        )
+        found.update({(a.enterprise_id, a.role): a for a in rows})
+    return found
+
+
+async def staff_by_name(session: AsyncSession) -> dict[tuple[str, Role], list[User]]:
+    """Active liaisons and instructors (joined or only invited/imported), by name and role."""
+    users = await session.scalars(
+        select(User).where(User.active, or_(User.role == Role.liaison, User.role == Role.instructor))
+    )
+    by_name: dict[tuple[str, Role], list[User]] = {}
+    for user in users:
+        by_name.setdefault((user.name, user.role), []).append(user)
+    return by_name
+
+
+async def assign(
+    session: AsyncSession,
+    *,
+    enterprise_id: int,
+    user_id: int,
+    role: Role,
+    today: date,
+    current: Assignment | None,
+) -> bool:
+    """Make `user_id` the enterprise's current liaison/instructor; False if they already are."""
+    if current is not None and current.user_id == user_id:
+        return False
+    if current is not None:
+        current.end_date = today
+        await session.flush()  # the partial unique index allows one current assignment per role
+    session.add(Assignment(enterprise_id=enterprise_id, user_id=user_id, role=role, start_date=today))
+    return True
