@@ -22,12 +22,12 @@ from telegram.ext import (
 from telegram.request import BaseRequest
 
 from bot.auth import Handler, identify, refuse, requires
-from bot.commands import COMMANDS, EVERYONE, Command
+from bot.commands import COMMANDS, EVERYONE, STAFF, SUPERVISION, Command
 from bot.config import LOCALES, Settings
 from bot.context import BotContext, Runtime
 from bot.flows.engine import FlowEngine
 from bot.flows.invite import InviteFlow
-from bot.handlers import admin, start
+from bot.handlers import admin, export, field, my, problems, reports, start
 from bot.handlers.errors import on_error
 from bot.i18n import gettext_for
 from bot.keyboards import CallbackData, Prefix, parse
@@ -53,6 +53,18 @@ COMMAND_HANDLERS: dict[str, Handler] = {
     "help": start.cmd_help,
     "lang": start.cmd_lang,
     "cancel": _cancel,
+    "visit": field.cmd_visit,
+    "problem": field.cmd_problem,
+    "service": field.cmd_service,
+    "my": my.cmd_my,
+    "stats": reports.cmd_stats,
+    "pending": problems.cmd_pending,
+    "overdue": problems.cmd_overdue,
+    "enterprise": reports.cmd_enterprise,
+    "liaison": reports.cmd_liaison,
+    "coverage": reports.cmd_coverage,
+    "trends": reports.cmd_trends,
+    "export": export.cmd_export,
     "invite": admin.cmd_invite,
     "users": admin.cmd_users,
 }
@@ -61,6 +73,14 @@ COMMAND_HANDLERS: dict[str, Handler] = {
 CALLBACK_HANDLERS: dict[Prefix, tuple[tuple[Role, ...], CallbackHandler]] = {
     Prefix.lang: (EVERYONE, _lang),
     Prefix.user: ((Role.admin,), admin.cb_user),
+    Prefix.enterprise: (STAFF, field.cb_enterprise),
+    Prefix.my: (STAFF, my.cb_my),
+    Prefix.my_problem: (STAFF, my.cb_my_problem),
+    Prefix.visit: (STAFF, my.cb_visit),
+    Prefix.service: (EVERYONE, my.cb_service),
+    Prefix.stats: (EVERYONE, reports.cb_stats),
+    Prefix.problem_list: (SUPERVISION, problems.cb_problem_list),
+    Prefix.problem: (SUPERVISION, problems.cb_problem),
 }
 
 

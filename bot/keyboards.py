@@ -21,11 +21,14 @@ class Prefix(StrEnum):
     lang = "lang"  # /lang: id unused, arg = locale
     invite_role = "inv"  # /invite: arg = role
     user = "usr"  # /users: id = user id, arg = action
-    problem = "pb"  # problem card actions: id = problem id, arg = action
+    problem = "pb"  # supervisors' problem card actions: id = problem id, arg = action
+    problem_list = "pl"  # /pending and /overdue paging and filters: id = page, arg = filter
+    my_problem = "mp"  # the reporter's actions on their problem (/my): id = problem id, arg = action
     service = "sv"  # service request actions: id = request id, arg = action
     visit = "vs"  # visit actions from /my: id = visit id, arg = action
-    enterprise = "ent"  # enterprise shortcuts: id = enterprise id, arg = action
-    page = "pg"  # paging of lists: id = page, arg = list name
+    my = "my"  # /my sections and paging: id = page, arg = section
+    enterprise = "ent"  # enterprise shortcuts (visit / problem / service for it): id = enterprise id
+    stats = "st"  # report navigation (period, view): id unused, arg = period or view
     notify = "nt"  # reminder buttons: id = notification subject id, arg = action
 
 

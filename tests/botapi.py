@@ -59,7 +59,6 @@ DESCRIPTIONS = {
 _COUNTED = ("copyMessage", "forwardMessage")  # besides send* (but not sendChatAction)
 _COMMAND = re.compile(r"(?<!\S)/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?")
 FAKE_JPEG = b"\xff\xd8\xff\xe0fake-jpeg"
-_LINK = re.compile(r"\]\(((?:[^)\\]|\\.)*)\)")  # the "](url)" closing a MarkdownV2 link
 _update_ids = itertools.count(1)
 _query_ids = itertools.count(1)
 
@@ -193,23 +192,19 @@ class _Failure:
 
 
 class _HTML(HTMLParser):
-    TAGS: ClassVar[dict[str, str]] = {
-        "b": "bold",
-        "strong": "bold",
-        "i": "italic",
-        "em": "italic",
-        "u": "underline",
-        "ins": "underline",
-        "s": "strikethrough",
-        "strike": "strikethrough",
-        "del": "strikethrough",
-        "tg-spoiler": "spoiler",
-        "span": "spoiler",
-        "a": "text_link",
-        "code": "code",
-        "pre": "pre",
-        "blockquote": "blockquote",
-        "tg-emoji": "custom_emoji",
+    TAGS: ClassVar[dict[str, str]] = {  # supported tag -> entity type
+        **dict.fromkeys(("b", "strong"), "bold"),
+        **dict.fromkeys(("i", "em"), "italic"),
+        **dict.fromkeys(("u", "ins"), "underline"),
+        **dict.fromkeys(("s", "strike", "del"), "strikethrough"),
+        **dict.fromkeys(("tg-spoiler", "span"), "spoiler"),
+        **{
+            "a": "text_link",
+            "code": "code",
+            "pre": "pre",
+            "blockquote": "blockquote",
+            "tg-emoji": "custom_emoji",
+        },
     }
 
     def __init__(self) -> None:
@@ -227,7 +222,8 @@ class _HTML(HTMLParser):
         elif tag == "tg-emoji":
             entity["custom_emoji_id"] = attr.get("emoji-id") or ""
         elif tag == "code" and self.open and self.open[-1][0] == "pre":  # <pre><code class="language-x">
-            self.open[-1][2]["language"] = (attr.get("class") or "").removeprefix("language-")
+            if language := (attr.get("class") or "").removeprefix("language-"):
+                self.open[-1][2]["language"] = language
             entity["type"] = ""  # folded into the pre entity
         self.open.append((tag, _u16(self.text), entity))
 
@@ -243,76 +239,8 @@ class _HTML(HTMLParser):
         self.text += data
 
 
-def _parse_markdown(src: str, v2: bool) -> tuple[str, list[JSON]]:
-    marks = (
-        {
-            "```": "pre",
-            "`": "code",
-            "*": "bold",
-            "__": "underline",
-            "_": "italic",
-            "~": "strikethrough",
-            "||": "spoiler",
-        }
-        if v2
-        else {"```": "pre", "`": "code", "*": "bold", "_": "italic"}
-    )
-    toggles = [m for m in marks if "`" not in m]
-    out, entities, stack, i = "", list[JSON](), list[tuple[str, int, int]](), 0  # stack: (mark, offset, i)
-    entity: JSON
-    while i < len(src):
-        c = src[i]
-        if c == "\\" and i + 1 < len(src) and (v2 or src[i + 1] in "_*`["):
-            out, i = out + src[i + 1], i + 2
-        elif c == "`":
-            mark = "```" if src.startswith("```", i) else "`"
-            end = src.find(mark, i + len(mark))
-            if end < 0:
-                raise _bad(
-                    f"can't parse entities: Can't find end of {marks[mark].title()} entity "
-                    f"at byte offset {len(src[:i].encode())}"
-                )
-            body, entity = src[i + len(mark) : end], {"type": marks[mark]}
-            if mark == "```" and re.match(r"\w+\n", body):
-                entity["language"], body = body.split("\n", 1)
-            body = re.sub(r"\\([\\`])", r"\1", body) if v2 else body
-            entities.append({**entity, "offset": _u16(out), "length": _u16(body)})
-            out, i = out + body, end + len(mark)
-        elif mark := next((m for m in toggles if src.startswith(m, i)), ""):
-            if stack and stack[-1][0] == mark:
-                _, start, _ = stack.pop()
-                entities.append({"type": marks[mark], "offset": start, "length": _u16(out) - start})
-            else:
-                stack.append((mark, _u16(out), i))
-            i += len(mark)
-        elif c == "[":
-            stack.append(("[", _u16(out), i))
-            i += 1
-        elif c == "]" and stack and stack[-1][0] == "[" and (link := _LINK.match(src, i)):
-            _, start, _ = stack.pop()
-            url = re.sub(r"\\(.)", r"\1", link.group(1))
-            entities.append({"type": "text_link", "offset": start, "length": _u16(out) - start, "url": url})
-            i = link.end()
-        elif v2 and c == ">" and (i == 0 or src[i - 1] == "\n"):
-            i += 1  # blockquote marker: accepted, no entity recorded
-        elif v2 and c in "_*[]()~`>#+-=|{}.!":
-            raise _bad(
-                f"can't parse entities: Character '{c}' is reserved and must be escaped with the "
-                "preceding '\\'"
-            )
-        else:
-            out, i = out + c, i + 1
-    if stack:
-        mark, _, at = stack[-1]
-        name = "TextUrl" if mark == "[" else marks[mark].title()
-        raise _bad(
-            f"can't parse entities: Can't find end of {name} entity at byte offset {len(src[:at].encode())}"
-        )
-    return out, entities
-
-
 def parse_entities(text: str, parse_mode: str | None) -> tuple[str, list[JSON]]:
-    """Turn formatted text into (plain text, entities) like Telegram, or raise a 400 ApiError."""
+    """Turn HTML-formatted text into (plain text, entities) like Telegram, or raise a 400 ApiError."""
     if parse_mode == "HTML":
         parser = _HTML()
         parser.feed(text)
@@ -321,9 +249,7 @@ def parse_entities(text: str, parse_mode: str | None) -> tuple[str, list[JSON]]:
             tag = parser.open[-1][0]
             raise _bad(f"can't parse entities: Can't find end tag corresponding to start tag \"{tag}\"")
         plain, entities = parser.text, parser.entities
-    elif parse_mode in ("MarkdownV2", "Markdown"):
-        plain, entities = _parse_markdown(text, parse_mode == "MarkdownV2")
-    else:
+    else:  # no parse mode, or a Markdown one (not emulated: the bot uses HTML)
         plain, entities = text, []
     return plain, sorted((e for e in entities if e["length"] > 0), key=lambda e: (e["offset"], -e["length"]))
 
@@ -558,20 +484,9 @@ class BotAPI(BaseRequest):
     ) -> Sent:
         chat_id, markup = _chat_id(params), params.get("reply_markup")
         _check_markup(markup)
-        sent = Sent(
-            self.next_message_id(chat_id),
-            chat_id,
-            text,
-            markup,
-            kind,
-            media[1],
-            media[2],
-            entities,
-            media[0],
-            int(self.now()),
-            media_group_id=group,
-            chat=self._chat_json(chat_id),
-        )
+        message_id, (media_json, file_name, file_bytes) = self.next_message_id(chat_id), media
+        sent = Sent(message_id, chat_id, text, markup, kind, file_name, file_bytes, entities, media_json)
+        sent.date, sent.media_group_id, sent.chat = int(self.now()), group, self._chat_json(chat_id)
         self._store.setdefault(chat_id, {})[sent.message_id] = sent
         return sent
 
@@ -604,7 +519,7 @@ class BotAPI(BaseRequest):
 
     def _send_media(self, kind: str, params: JSON, files: Files) -> JSON:
         ref = params.get(kind)
-        upload = files.get(kind) or files.get(ref[9:] if isinstance(ref, str) else "")
+        upload = files.get(kind) or files.get(str(ref).removeprefix("attach://"))
         media = self._media(kind, ref, upload)
         return self._store_new(params, kind, *self._formatted(params, "caption"), media).data
 
@@ -612,7 +527,9 @@ class BotAPI(BaseRequest):
         items = [
             (
                 m["type"],
-                self._media(m["type"], m.get("media"), files.get(str(m.get("media", ""))[9:])),
+                self._media(
+                    m["type"], m.get("media"), files.get(str(m.get("media")).removeprefix("attach://"))
+                ),
                 self._formatted(m, "caption"),
             )
             for m in params.get("media", [])

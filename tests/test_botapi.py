@@ -304,10 +304,17 @@ async def test_parse_modes_become_entities(app: App, api: BotAPI) -> None:
     message = await app.bot.send_message(1, html, parse_mode="HTML")
     assert message.text == "粗 & link"
     assert [(e.type, e.offset, e.length) for e in message.entities] == [("bold", 0, 1), ("text_link", 4, 4)]
-    message = await app.bot.send_message(1, "*bold* done\\.", parse_mode="MarkdownV2")
-    assert (message.text, message.entities[0].type) == ("bold done.", "bold")
-    with pytest.raises(BadRequest, match=r"(?i)character '.' is reserved"):
-        await app.bot.send_message(1, "done.", parse_mode="MarkdownV2")
+    message = await app.bot.send_message(
+        1, '😀<pre><code class="language-py">x = 1</code></pre>', parse_mode="HTML"
+    )
+    assert message.text == "😀x = 1" and message.entities[0].to_dict() == {
+        "type": "pre",
+        "offset": 2,
+        "length": 5,
+        "language": "py",
+    }  # UTF-16 offsets
+    with pytest.raises(BadRequest, match=r"(?i)can't find end tag corresponding to start tag \"b\""):
+        await app.bot.send_message(1, "<b>unclosed", parse_mode="HTML")
     with pytest.raises(BadRequest, match=r"(?i)unsupported start tag"):
         await app.bot.send_message(1, "<div>x</div>", parse_mode="HTML")
     with pytest.raises(BadRequest, match=r"(?i)button_data_invalid"):

@@ -51,8 +51,18 @@ async def test_admin_invites_a_liaison_who_joins_and_sees_the_chinese_menu(
     )
     scope = '{"chat_id": 555001, "type": "chat"}'
     menu = api.commands[(scope, "")]
-    assert [c["command"] for c in menu] == ["help", "lang", "cancel"]
-    assert menu[0]["description"] == "查看可用功能"
+    assert [c["command"] for c in menu] == [
+        "visit",
+        "problem",
+        "service",
+        "my",
+        "stats",
+        "enterprise",
+        "help",
+        "lang",
+        "cancel",
+    ]
+    assert menu[0]["description"] == "记录走访（驻点式服务）"
 
 
 async def test_a_token_works_once(app: App, api: BotAPI, db: SessionMaker) -> None:

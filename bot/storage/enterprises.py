@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.storage.enums import Role
@@ -61,3 +62,41 @@ async def assign(
         await session.flush()  # the partial unique index allows one current assignment per role
     session.add(Assignment(enterprise_id=enterprise_id, user_id=user_id, role=role, start_date=today))
     return True
+
+
+def _current_assignment_of(user_id: int) -> Any:
+    return select(Assignment.enterprise_id).where(
+        Assignment.user_id == user_id, Assignment.end_date.is_(None)
+    )
+
+
+async def accessible_enterprise(
+    session: AsyncSession, *, user: User, enterprise_id: int
+) -> Enterprise | None:
+    """The enterprise if this user may act on it: staff only on their current assignments."""
+    stmt = select(Enterprise).where(Enterprise.id == enterprise_id)
+    if user.role in (Role.liaison, Role.instructor):
+        stmt = stmt.where(Enterprise.id.in_(_current_assignment_of(user.id)))
+    found: Enterprise | None = await session.scalar(stmt)
+    return found
+
+
+async def enterprises_for(
+    session: AsyncSession, *, user: User, query: str | None = None, offset: int = 0, limit: int = 8
+) -> tuple[list[Enterprise], int]:
+    """A page of the enterprises this user may act on (staff: their own), optionally filtered by part of
+    the name or credit code; with the total count."""
+    stmt = select(Enterprise)
+    if user.role in (Role.liaison, Role.instructor):
+        stmt = stmt.where(Enterprise.id.in_(_current_assignment_of(user.id)))
+    if query:
+        pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        stmt = stmt.where(
+            or_(
+                Enterprise.name.ilike(pattern, escape="\\"),
+                Enterprise.credit_code.ilike(pattern, escape="\\"),
+            )
+        )
+    total = await session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = await session.scalars(stmt.order_by(Enterprise.name, Enterprise.id).offset(offset).limit(limit))
+    return list(rows), total
