@@ -103,7 +103,7 @@ class Sent:
 
     message_id: int
     chat_id: int
-    text: str | None
+    text: str  # "" for media without a caption
     reply_markup: JSON | None = None
     kind: str = "text"  # "text", "photo" or "document"
     file_name: str | None = None
@@ -140,7 +140,7 @@ class Sent:
                 msg[key] = value
         if self.kind != "text":
             msg[self.kind] = self.media
-        if self.text is not None:
+        if self.text:
             msg["text" if self.kind == "text" else "caption"] = self.text
         if self.entities:
             msg["entities" if self.kind == "text" else "caption_entities"] = self.entities
@@ -485,7 +485,9 @@ class BotAPI(BaseRequest):
         chat_id, markup = _chat_id(params), params.get("reply_markup")
         _check_markup(markup)
         message_id, (media_json, file_name, file_bytes) = self.next_message_id(chat_id), media
-        sent = Sent(message_id, chat_id, text, markup, kind, file_name, file_bytes, entities, media_json)
+        sent = Sent(
+            message_id, chat_id, text or "", markup, kind, file_name, file_bytes, entities, media_json
+        )
         sent.date, sent.media_group_id, sent.chat = int(self.now()), group, self._chat_json(chat_id)
         self._store.setdefault(chat_id, {})[sent.message_id] = sent
         return sent
@@ -553,7 +555,7 @@ class BotAPI(BaseRequest):
         _check_markup(markup)
         if sent is None:
             return True
-        text, entities = (sent.text, sent.entities) if entities is None else (text, entities)
+        text, entities = (sent.text, sent.entities) if entities is None else (text or "", entities)
         if (text, entities, markup) == (sent.text, sent.entities, sent.inline_markup):
             raise ApiError(400, NOT_MODIFIED)
         sent.text, sent.entities, sent.reply_markup, sent.edit_date = text, entities, markup, int(self.now())

@@ -114,7 +114,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(_env_file=None, telegram_bot_token="123:TEST", database_url=database_url)  # type: ignore[call-arg]
+    return Settings(_env_file=None, telegram_bot_token="123:TEST", database_url=database_url)
 
 
 @pytest.fixture
