@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import re
 import unicodedata
+import warnings
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -326,7 +327,10 @@ def _csv_rows(path: Path) -> _Rows:
 def _xlsx_rows(path: Path) -> _Rows:
     # openpyxl fails on corrupt uploads with assorted exception types; all mean "not a usable workbook".
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
+        with warnings.catch_warnings():
+            # Workbooks saved by WPS and others make openpyxl warn about styles it ignores anyway.
+            warnings.simplefilter("ignore", UserWarning)
+            workbook = load_workbook(path, read_only=True, data_only=True)
     except OSError:
         raise
     except Exception as exc:
