@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import pytest
 from babel.messages.pofile import read_po
 
 from bot.i18n import po_path, translations
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-from messages import extract
+from tools.messages import extract
 
 PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
 
