@@ -13,6 +13,7 @@ from enum import StrEnum
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 MAX_BYTES = 64
+MAX_ID = 2**31 - 1  # database ids are 32-bit; a larger one is forged (and PostgreSQL would reject it)
 _ARG = re.compile(r"[A-Za-z0-9_.\-]{1,40}")
 
 
@@ -59,7 +60,7 @@ def parse(data: str | None) -> CallbackData | None:
         prefix = Prefix(parts[0])
     except ValueError:
         return None
-    if not parts[1].isascii() or not parts[1].isdigit() or len(parts[1]) > 12:
+    if not parts[1].isascii() or not parts[1].isdigit() or len(parts[1]) > 10 or int(parts[1]) > MAX_ID:
         return None
     arg = parts[2] if len(parts) == 3 else ""
     if len(parts) == 3 and not _ARG.fullmatch(arg):

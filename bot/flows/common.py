@@ -6,6 +6,7 @@ import html
 
 from bot.flows.engine import Choice, Input, Invalid, Screen, Step, Text
 from bot.i18n import Translator
+from bot.keyboards import MAX_ID
 from bot.storage.enterprises import accessible_enterprise, enterprises_for
 from bot.storage.models import Enterprise
 
@@ -75,7 +76,7 @@ async def pick_enterprise(step: Step, given: Input) -> Enterprise | Invalid | No
         arg = given.value.removeprefix("ent.")
         enterprise = (
             await accessible_enterprise(step.session, user=step.user, enterprise_id=int(arg))
-            if arg.isdigit()
+            if arg.isascii() and arg.isdigit() and len(arg) <= 10 and int(arg) <= MAX_ID
             else None
         )
         if enterprise is None:
