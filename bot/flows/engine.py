@@ -12,6 +12,7 @@ written in one transaction per update, before anything is sent to Telegram:
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from abc import ABC, abstractmethod
@@ -56,6 +57,7 @@ class Location:
 class Photo:
     file_id: str
     file_unique_id: str
+    media_group_id: str | None = None  # set when the photo is one of an album (several updates)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ class Screen:
 class Goto:
     step: str
     remember: bool = True  # push the current step so Back returns to it
+    # Accept a message silently: no new prompt, and the buttons already on screen stay valid (e.g. the
+    # 2nd…nth photo of an album, which arrive as separate updates). Ignored for button presses.
+    quiet: bool = False
 
 
 @dataclass(frozen=True)
@@ -195,7 +200,7 @@ class FlowEngine:
             given = Location(message.location.latitude, message.location.longitude)
         elif message.photo:
             biggest = message.photo[-1]
-            given = Photo(biggest.file_id, biggest.file_unique_id)
+            given = Photo(biggest.file_id, biggest.file_unique_id, message.media_group_id)
         else:
             given = Other()
         await self._advance(update, context, given, None)
@@ -258,7 +263,9 @@ class FlowEngine:
         if flow is None:  # a flow that no longer exists after an upgrade
             await drop_draft(session, draft=draft)
             return _Reply(_("This action has expired."), None, edit=False)
-        step = self._step(session, context, dict(draft.data), update)
+        # A deep copy: the loaded JSON must stay untouched, or SQLAlchemy compares the changed data with
+        # itself and skips the UPDATE (e.g. Back only pops the shared `_trail` list).
+        step = self._step(session, context, copy.deepcopy(draft.data), update)
         draft.last_update_id = update.update_id
         draft.updated_at = now
         draft.version += 1
@@ -280,7 +287,7 @@ class FlowEngine:
 
     async def _apply(
         self, flow: Flow, step: Step, draft: Draft, outcome: Outcome, update: Update, *, edit: bool
-    ) -> _Reply:
+    ) -> _Reply | None:
         if isinstance(outcome, Finish):
             await drop_draft(step.session, draft=draft)
             markup = InlineKeyboardMarkup(outcome.buttons) if outcome.buttons else None
@@ -290,6 +297,11 @@ class FlowEngine:
             await step.session.flush()
             fresh = Step(**{**step.__dict__, "data": {}})
             return await self._begin(fresh, outcome.flow, outcome.args, update.update_id)
+        if isinstance(outcome, Goto) and outcome.quiet and update.callback_query is None:
+            draft.version -= 1  # the screen shown last stays the current one
+            draft.step = outcome.step
+            draft.data = step.data
+            return None
         if isinstance(outcome, Goto):
             if outcome.remember and outcome.step != draft.step:
                 step.data.setdefault("_trail", []).append(draft.step)
