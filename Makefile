@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint types pytest messages clean
+.PHONY: run test lint types pytest messages demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ types: $(STAMP)
 
 pytest: $(STAMP)
 	$(PY) -m pytest
+
+demo: $(STAMP)  ## chat with the bot in the terminal: seeded demo district, no token needed
+	@$(PY) -m demo
+
+bench: $(STAMP)  ## benchmarks; their numbers are in the README
+	$(PY) -m bench.reminders
+	$(PY) -m bench.reports
+	$(PY) -m bench.flows
 
 messages: $(STAMP)  ## refresh the translation catalogues after changing user-facing text
 	$(PY) tools/messages.py

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import json
+import sqlite3
 import sys
 from collections.abc import Sequence
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
+import uvicorn
 from telegram import Bot
 from telegram.request import BaseRequest
 
+from bot import logs
 from bot.app import build_application
 from bot.config import Settings, SettingsError, load_settings
+from bot.context import Runtime
 from bot.flows.invite import invite_link
 from bot.services.enterprise_file import EnterpriseFileError, read_enterprise_file
 from bot.services.enterprise_import import import_enterprises
@@ -22,6 +29,7 @@ from bot.storage.db import create_engine, create_sessionmaker
 from bot.storage.enums import Role
 from bot.storage.migrate import SchemaOutdated, ensure_current, upgrade
 from bot.storage.users import create_invite, deactivate_user, list_users
+from bot.web import create_web_app, health
 
 EXIT_USAGE = 2
 NO_TOKEN = (
@@ -41,6 +49,17 @@ def _parser() -> argparse.ArgumentParser:
         "run", help="start the bot (long polling)", description="Start the bot (long polling)."
     )
     run.add_argument("--migrate", action="store_true", help="apply pending migrations first")
+    sub.add_parser(
+        "health",
+        help="database reachability and schema revision (exit 1 if unhealthy)",
+        description="Print database reachability and schema revision as JSON; exit 1 if unhealthy.",
+    )
+    backup = sub.add_parser(
+        "backup",
+        help="consistent copy of the SQLite database",
+        description="Copy the SQLite database consistently, even while the bot runs.",
+    )
+    backup.add_argument("file", type=Path)
     db = sub.add_parser("db", help="database schema", description="Database schema.")
     db_sub = db.add_subparsers(dest="action", required=True)
     db_sub.add_parser("upgrade", help="apply all migrations", description="Apply all migrations.")
@@ -188,12 +207,75 @@ async def _users(settings: Settings, args: argparse.Namespace, request: BaseRequ
     return 0
 
 
+ALLOWED_UPDATES = ["message", "callback_query"]
+
+
 def _run(settings: Settings, migrate: bool) -> int:
     if settings.telegram_bot_token is None:
         raise CliError(NO_TOKEN)
     asyncio.run(_db_upgrade(settings) if migrate else _check_schema(settings))
     app = build_application(settings)
-    app.run_polling(allowed_updates=["message", "callback_query"], drop_pending_updates=False)
+    if settings.webhook_url:
+        asyncio.run(_serve_webhook(app, settings))
+    else:  # PTB removes any webhook before it starts polling
+        app.run_polling(allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False)
+    return 0
+
+
+async def _serve_webhook(app: Any, settings: Settings) -> None:
+    """Register the webhook and serve it; SIGTERM/SIGINT let in-flight updates finish, a second one stops."""
+    assert settings.webhook_url and settings.webhook_secret
+    secret = settings.webhook_secret.get_secret_value()
+    path = urlsplit(settings.webhook_url).path or "/"
+    config = uvicorn.Config(
+        create_web_app(app, secret, path=path),
+        host=settings.webhook_listen,
+        port=settings.webhook_port,
+        log_config=None,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    async with app:
+        await app.post_init(app)
+        # One connection: Telegram then delivers updates in order, which the conversations rely on.
+        await app.bot.set_webhook(
+            settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES, max_connections=1
+        )
+        await app.start()
+        try:
+            await server.serve()
+        finally:
+            await app.stop()
+            await app.post_shutdown(app)
+
+
+async def _health(settings: Settings) -> int:
+    engine = create_engine(settings.database_url)
+    runtime = Runtime(settings=settings, engine=engine, db=create_sessionmaker(engine))
+    try:
+        ok, details = await health(runtime)
+    finally:
+        await engine.dispose()
+    print(json.dumps({"status": "ok" if ok else "unhealthy", **details}, ensure_ascii=False))
+    return 0 if ok else 1
+
+
+def _backup(settings: Settings, target: Path) -> int:
+    """A consistent copy of the SQLite database, taken with SQLite's online backup API while the bot runs."""
+    source = settings.sqlite_path()
+    if source is None:
+        raise CliError(
+            "backup copies SQLite databases; for PostgreSQL use pg_dump (see the README, "
+            '"Deploying with PostgreSQL")'
+        )
+    if not source.exists():
+        raise CliError(f"There is no database at {source}.")
+    if target.exists():
+        raise CliError(f"{target} exists already; choose a new file name.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
+    print(f"backed up {source} to {target} ({target.stat().st_size:,} bytes)")
     return 0
 
 
@@ -201,12 +283,13 @@ def main(argv: Sequence[str] | None = None, *, request: BaseRequest | None = Non
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+        logs.configure(settings.log_level, settings.log_format)
         if args.command == "run":
             return _run(settings, args.migrate)
+        if args.command == "health":
+            return asyncio.run(_health(settings))
+        if args.command == "backup":
+            return _backup(settings, args.file)
         if args.command == "db":
             revision = asyncio.run(_db_upgrade(settings))
             print(f"database is at revision {revision}")

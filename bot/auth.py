@@ -17,6 +17,7 @@ from telegram.ext import ApplicationHandlerStop
 
 from bot.context import BotContext
 from bot.i18n import gettext_for, locale_from_telegram
+from bot.logs import HANDLER, ROLE
 from bot.storage.enums import Role
 from bot.storage.users import user_by_telegram_id
 
@@ -40,6 +41,7 @@ async def identify(update: Update, context: BotContext) -> None:
     async with context.db() as session:
         user = await user_by_telegram_id(session, telegram_id=tg_user.id)
     if user is not None and user.active:
+        ROLE.set(user.role.value)
         context.actor = user
         context.locale = user.locale or context.settings.default_locale
         return
@@ -75,6 +77,7 @@ def requires(*roles: Role) -> Callable[[Handler], Handler]:
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def guarded(update: Update, context: BotContext) -> Any:
+            HANDLER.set(handler.__name__)
             if context.actor is None or context.actor.role not in roles:
                 log.warning(
                     "update %s: %s denied to user %s",

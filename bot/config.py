@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import time
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Locale = Literal["zh_CN", "en"]
@@ -24,6 +25,11 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     default_locale: Locale = "zh_CN"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = Field(default=8080, ge=1, le=65535)
     invite_ttl_days: int = Field(default=7, ge=1, le=90)
     flow_ttl_hours: int = Field(default=24, ge=1, le=24 * 14)
     edit_window_days: int = Field(default=7, ge=0, le=90)
@@ -46,6 +52,22 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https_webhook(cls, value: str | None) -> str | None:
+        if value and not value.startswith("https://"):
+            raise ValueError("Telegram only calls https:// webhooks")
+        return value or None
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Settings:
+        secret = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
+        if self.webhook_url and not re.fullmatch(r"[A-Za-z0-9_\-]{16,256}", secret):
+            raise ValueError(
+                "WEBHOOK_SECRET is required with WEBHOOK_URL: 16-256 characters of A-Z, a-z, 0-9, _ and -"
+            )
+        return self
 
     @property
     def tz(self) -> ZoneInfo:
@@ -74,7 +96,7 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            name = str(err["loc"][0]).upper() if err["loc"] else "SETTINGS"
-            shown = "" if "TOKEN" in name else f" (got {err.get('input')!r})"
+            name = str(err["loc"][0]).upper() if err["loc"] else "WEBHOOK_SECRET"
+            shown = "" if "TOKEN" in name or "SECRET" in name else f" (got {err.get('input')!r})"
             lines.append(f"Invalid setting {name}: {err['msg']}{shown}")
         raise SettingsError(lines) from None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +30,8 @@ class Runtime:
     engine: AsyncEngine
     db: SessionMaker
     clock: Callable[[], datetime] = field(default=_utcnow)
+    monotonic: Callable[[], float] = field(default=time.monotonic)
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
 
     def now(self) -> datetime:
         return self.clock()

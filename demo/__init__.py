@@ -1,0 +1,1 @@
+"""`make demo`: try the bot in a terminal, without a Telegram token."""
