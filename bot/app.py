@@ -25,12 +25,18 @@ from bot.auth import Handler, identify, refuse, requires
 from bot.commands import COMMANDS, EVERYONE, STAFF, SUPERVISION, Command
 from bot.config import LOCALES, Settings
 from bot.context import BotContext, Runtime
+from bot.flows.edit import FLOWS as EDIT_FLOWS
 from bot.flows.engine import FlowEngine
 from bot.flows.invite import InviteFlow
-from bot.handlers import admin, export, field, my, problems, reports, start
+from bot.flows.problem import ProblemFlow
+from bot.flows.review import ReviewFlow
+from bot.flows.service import ServiceFlow
+from bot.flows.visit import VisitFlow
+from bot.handlers import admin, export, field, my, problems, reminders, reports, start
 from bot.handlers.errors import on_error
 from bot.i18n import gettext_for
 from bot.keyboards import CallbackData, Prefix, parse
+from bot.logs import HANDLER, TracedApplication
 from bot.storage.db import create_engine, create_sessionmaker
 from bot.storage.enums import Role
 from bot.storage.migrate import ensure_current
@@ -65,6 +71,8 @@ COMMAND_HANDLERS: dict[str, Handler] = {
     "coverage": reports.cmd_coverage,
     "trends": reports.cmd_trends,
     "export": export.cmd_export,
+    "settings": reminders.cmd_settings,
+    "remind": reminders.cmd_remind,
     "invite": admin.cmd_invite,
     "users": admin.cmd_users,
 }
@@ -81,6 +89,7 @@ CALLBACK_HANDLERS: dict[Prefix, tuple[tuple[Role, ...], CallbackHandler]] = {
     Prefix.stats: (EVERYONE, reports.cb_stats),
     Prefix.problem_list: (SUPERVISION, problems.cb_problem_list),
     Prefix.problem: (SUPERVISION, problems.cb_problem),
+    Prefix.notify: (EVERYONE, reminders.cb_notify),
 }
 
 
@@ -89,6 +98,7 @@ async def route_callback(update: Update, context: BotContext) -> None:
     query = update.callback_query
     assert query is not None
     data = parse(query.data)
+    HANDLER.set(f"callback:{data.prefix.name}" if data else "callback:invalid")
     if data is not None and data.prefix is Prefix.flow:
         await admin.engine(context).on_callback(update, context)
         return
@@ -163,6 +173,7 @@ def build_application(
         )
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
+        .application_class(TracedApplication)
     )
     if request is not None:
         builder = builder.request(request).get_updates_request(request)
@@ -172,7 +183,9 @@ def build_application(
     if clock is not None:
         runtime.clock = clock
     app.bot_data["runtime"] = runtime
-    flows = FlowEngine([InviteFlow()])
+    flows = FlowEngine(
+        [InviteFlow(), ProblemFlow(), ServiceFlow(), VisitFlow(), *EDIT_FLOWS, ReviewFlow(app.bot)]
+    )
     app.bot_data["flows"] = flows
 
     private = filters.ChatType.PRIVATE
@@ -188,4 +201,6 @@ def build_application(
     app.add_handler(CallbackQueryHandler(route_callback))
     app.add_handler(MessageHandler(private & ~filters.StatusUpdate.ALL, flows.on_message))
     app.add_error_handler(on_error)
+    if app.job_queue is not None:
+        app.job_queue.run_repeating(reminders.scan_job, interval=60, first=10, name="reminders")
     return app

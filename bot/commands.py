@@ -32,6 +32,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("coverage", N_("Party-organisation and visit coverage"), SUPERVISION),
     Command("trends", N_("Recurring problems by category and community"), SUPERVISION),
     Command("export", N_("Export the ledger (XLSX)"), SUPERVISION),
+    Command("settings", N_("Reminder settings: mute or unmute"), EVERYONE),
+    Command("remind", N_("Reminders due now (dry run, send)"), (Role.admin,)),
     Command("invite", N_("Invite a new user"), (Role.admin,)),
     Command("users", N_("List or deactivate users"), (Role.admin,)),
     Command("help", N_("What I can do for you"), EVERYONE),

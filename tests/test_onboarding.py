@@ -58,6 +58,7 @@ async def test_admin_invites_a_liaison_who_joins_and_sees_the_chinese_menu(
         "my",
         "stats",
         "enterprise",
+        "settings",
         "help",
         "lang",
         "cancel",

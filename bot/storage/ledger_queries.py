@@ -1,0 +1,243 @@
+"""The rows of the 台账 ledger (/export), streamed from the database in batches so memory stays flat.
+
+Which rows belong to a period [start, end) (aware UTC bounds from bot.services.periods):
+
+* Enterprises — the whole register as it is now, with the visits each had in the period and its last
+  visit ever (withdrawn visits never count);
+* Visits — visited within the period, not withdrawn;
+* Problems — reported within the period or changed within it (any history event), with their full history;
+* Services — requested or delivered within the period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Row, Select, and_, exists, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from bot.storage.enums import Role
+from bot.storage.models import (
+    Assignment,
+    Attachment,
+    Enterprise,
+    MenuItem,
+    Problem,
+    ProblemEvent,
+    ServiceRequest,
+    User,
+    Visit,
+)
+from bot.storage.problems import PENDING
+
+BATCH = 1000
+Query = Select[*tuple[Any, ...]]
+DbRow = Row[*tuple[Any, ...]]
+
+
+def _in(column: Any, start: datetime, end: datetime) -> Any:
+    return and_(column >= start, column < end)
+
+
+async def stream(session: AsyncSession, stmt: Query, *, batch: int = BATCH) -> AsyncIterator[Sequence[DbRow]]:
+    """The statement's rows in batches, from a server-side cursor (never all in memory)."""
+    result = await session.stream(stmt.execution_options(yield_per=batch))
+    async for rows in result.partitions(batch):
+        yield rows
+
+
+async def begin_snapshot(session: AsyncSession) -> None:
+    """Read every sheet from one snapshot on PostgreSQL (REPEATABLE READ), so the summary and the sheets
+    agree even while the bot keeps writing. Call first in a fresh session. (SQLite reads each statement
+    on its own; the export's statements see the data as of when each began.)"""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
+async def sheet_sizes(session: AsyncSession, *, start: datetime, end: datetime) -> dict[str, int]:
+    """How many rows the Enterprises, Problems and Services sheets get (the Summary names them)."""
+    chosen = problems_chosen(start, end)
+    row = (
+        await session.execute(
+            select(
+                select(func.count()).select_from(Enterprise).scalar_subquery(),
+                select(func.count()).select_from(chosen).scalar_subquery(),
+                select(func.count())
+                .select_from(ServiceRequest)
+                .where(services_chosen(start, end))
+                .scalar_subquery(),
+            )
+        )
+    ).one()
+    return {"enterprises": int(row[0]), "problems": int(row[1]), "services": int(row[2])}
+
+
+async def pending_now(session: AsyncSession, *, today: date) -> tuple[int, int]:
+    """(pending, overdue) problems as of today."""
+    row = (
+        await session.execute(
+            select(
+                func.count(),
+                func.count().filter(Problem.due_date < today),
+            ).where(Problem.status.in_(PENDING))
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def enterprises(start: datetime, end: datetime) -> Query:
+    """name, credit_code, stage, community, address, industry, employees, party_org, party_members,
+    liaison, instructor, visits in period, last visit."""
+    in_period = (
+        select(Visit.enterprise_id, func.count().label("visits"))
+        .where(_in(Visit.visited_at, start, end), Visit.withdrawn_at.is_(None))
+        .group_by(Visit.enterprise_id)
+        .subquery("in_period")
+    )
+    last = (
+        select(Visit.enterprise_id, func.max(Visit.visited_at).label("last_visit"))
+        .where(Visit.withdrawn_at.is_(None), Visit.visited_at < end)
+        .group_by(Visit.enterprise_id)
+        .subquery("last_visit")
+    )
+    columns: list[Any] = []
+    joins: list[tuple[Any, Any]] = []
+    for role in (Role.liaison, Role.instructor):
+        assignment, person = aliased(Assignment), aliased(User)
+        joins.append(
+            (
+                assignment,
+                and_(
+                    assignment.enterprise_id == Enterprise.id,
+                    assignment.role == role,
+                    assignment.end_date.is_(None),
+                ),
+            )
+        )
+        joins.append((person, person.id == assignment.user_id))
+        columns.append(person.name)
+    stmt = select(
+        Enterprise.name,
+        Enterprise.credit_code,
+        Enterprise.stage,
+        Enterprise.community,
+        Enterprise.address,
+        Enterprise.industry,
+        Enterprise.employees,
+        Enterprise.party_org,
+        Enterprise.party_members,
+        *columns,
+        func.coalesce(in_period.c.visits, 0),
+        last.c.last_visit,
+    ).select_from(Enterprise)
+    for target, on in joins:
+        stmt = stmt.outerjoin(target, on)
+    stmt = stmt.outerjoin(in_period, in_period.c.enterprise_id == Enterprise.id)
+    stmt = stmt.outerjoin(last, last.c.enterprise_id == Enterprise.id)
+    return stmt.order_by(Enterprise.community, Enterprise.name, Enterprise.id)
+
+
+def visits(start: datetime, end: datetime) -> Query:
+    """id, created_at, visited_at, enterprise, credit code, community, visitor, role, department,
+    community of the visitor, topics, notes, party_org, party_members, distance_m, photos."""
+    photos = select(func.count()).where(Attachment.visit_id == Visit.id).correlate(Visit).scalar_subquery()
+    return (
+        select(
+            Visit.id,
+            Visit.created_at,
+            Visit.visited_at,
+            Enterprise.name,
+            Enterprise.credit_code,
+            Enterprise.community,
+            User.name,
+            User.role,
+            User.department,
+            User.community,
+            Visit.topics,
+            Visit.notes,
+            Visit.party_org,
+            Visit.party_members,
+            Visit.distance_m,
+            photos,
+        )
+        .join(Enterprise, Enterprise.id == Visit.enterprise_id)
+        .join(User, User.id == Visit.user_id)
+        .where(_in(Visit.visited_at, start, end), Visit.withdrawn_at.is_(None))
+        .order_by(Visit.visited_at, Visit.id)
+    )
+
+
+def problems_chosen(start: datetime, end: datetime) -> Any:
+    """Ids of the problems reported or changed within [start, end)."""
+    touched = exists().where(ProblemEvent.problem_id == Problem.id, _in(ProblemEvent.created_at, start, end))
+    return select(Problem.id).where(or_(_in(Problem.created_at, start, end), touched)).subquery("chosen")
+
+
+def services_chosen(start: datetime, end: datetime) -> Any:
+    return or_(_in(ServiceRequest.created_at, start, end), _in(ServiceRequest.delivered_at, start, end))
+
+
+def problems(start: datetime, end: datetime) -> Query:
+    """One row per history event (events in order, problems by id): id, created_at, enterprise, credit
+    code, community, category, description, reporter, status, department, due_date, resolution, funds,
+    resolved_at, then the event's time, actor, kind, from, to and note."""
+    chosen = problems_chosen(start, end)
+    reporter, actor = aliased(User), aliased(User)
+    return (
+        select(
+            Problem.id,
+            Problem.created_at,
+            Enterprise.name,
+            Enterprise.credit_code,
+            Enterprise.community,
+            Problem.category,
+            Problem.description,
+            reporter.name,
+            Problem.status,
+            Problem.department,
+            Problem.due_date,
+            Problem.resolution,
+            Problem.funds_wan,
+            Problem.resolved_at,
+            ProblemEvent.created_at,
+            actor.name,
+            ProblemEvent.kind,
+            ProblemEvent.from_status,
+            ProblemEvent.to_status,
+            ProblemEvent.note,
+        )
+        .join(chosen, chosen.c.id == Problem.id)
+        .join(Enterprise, Enterprise.id == Problem.enterprise_id)
+        .join(reporter, reporter.id == Problem.reporter_id)
+        .outerjoin(ProblemEvent, ProblemEvent.problem_id == Problem.id)
+        .outerjoin(actor, actor.id == ProblemEvent.actor_id)
+        .order_by(Problem.id, ProblemEvent.id)
+    )
+
+
+def services(start: datetime, end: datetime) -> Query:
+    """id, created_at, enterprise, credit code, stage, item (zh), item (en), requester, status,
+    delivered_at, note."""
+    return (
+        select(
+            ServiceRequest.id,
+            ServiceRequest.created_at,
+            Enterprise.name,
+            Enterprise.credit_code,
+            Enterprise.stage,
+            MenuItem.name_zh,
+            MenuItem.name_en,
+            User.name,
+            ServiceRequest.status,
+            ServiceRequest.delivered_at,
+            ServiceRequest.note,
+        )
+        .join(Enterprise, Enterprise.id == ServiceRequest.enterprise_id)
+        .join(MenuItem, MenuItem.id == ServiceRequest.menu_item_id)
+        .join(User, User.id == ServiceRequest.requester_id)
+        .where(services_chosen(start, end))
+        .order_by(ServiceRequest.created_at, ServiceRequest.id)
+    )
