@@ -184,7 +184,8 @@ def build_application(
         runtime.clock = clock
     app.bot_data["runtime"] = runtime
     flows = FlowEngine(
-        [InviteFlow(), ProblemFlow(), ServiceFlow(), VisitFlow(), *EDIT_FLOWS, ReviewFlow(app.bot)]
+        [InviteFlow(), ProblemFlow(), ServiceFlow(), VisitFlow(), *EDIT_FLOWS, ReviewFlow()],
+        deliver=reminders.deliver_immediate,
     )
     app.bot_data["flows"] = flows
 

@@ -15,7 +15,6 @@ from telegram.ext import Application
 
 from bot.app import build_application
 from bot.config import Settings
-from bot.flows import review
 from bot.storage.db import SessionMaker
 from bot.storage.enums import ProblemCategory, ProblemStatus, Role
 from bot.storage.models import Draft, Problem, ProblemEvent, User
@@ -159,7 +158,6 @@ async def test_a_supervisor_follows_a_problem_from_report_to_close(
     await supervisor.tap("一周内")
     assert "交由住建局负责，办结时限 2026-12-02？将通知报告人。" in supervisor.last.text
     await supervisor.tap("确认指定")
-    await review.settle()
     text = supervisor.last.text
     assert text.startswith("✔ 已交由住建局负责，办结时限 2026-12-02，并已通知报告人。")
     assert "P-2026-0001 · 处理中" in text and "责任部门：住建局" in text and "办结时限：2026-12-02" in text
@@ -176,7 +174,6 @@ async def test_a_supervisor_follows_a_problem_from_report_to_close(
     await supervisor.send("请补充<地块>编号")
     assert "确认退回修改？\n原因：请补充<地块>编号" in supervisor.last.text
     await supervisor.tap("确认退回修改")
-    await review.settle()
     assert "✔ 已退回修改，并已通知报告人。" in supervisor.last.text
     assert "P-2026-0001 · 退回修改" in supervisor.last.text
     assert labels(supervisor) == ["关闭", "🔄 刷新"]  # waiting for the reporter
@@ -207,7 +204,6 @@ async def test_a_supervisor_follows_a_problem_from_report_to_close(
     await supervisor.tap("关闭")
     await supervisor.send("企业已自行解决，无需跟进")
     await supervisor.tap("确认关闭")
-    await review.settle()
     closed = supervisor.last.text
     assert "✔ 已关闭（未解决），并已通知报告人。" in closed and "P-2026-0001 · 已关闭" in closed
     assert labels(supervisor) == ["重新打开", "🔄 刷新"]
@@ -408,7 +404,6 @@ async def test_a_change_made_meanwhile_by_someone_else_wins(
     await second.send("重复上报")
     await second.tap("确认关闭")
     await first.tap("确认退回修改")
-    await review.settle()
     assert first.last.text.startswith("✔ 状态已变：该问题现为“已关闭”，本次操作未执行。")
     assert "P-2026-0001 · 已关闭" in first.last.text
     assert [e.kind for e in await events(db, problem_id)] == ["created", "closed"]
@@ -509,7 +504,6 @@ async def test_an_unreachable_reporter_does_not_undo_the_return(
     await chat.send("请补充材料")
     with caplog.at_level(logging.WARNING, logger="bot.handlers.problems"):
         await chat.tap("确认退回修改")
-        await review.settle()
     assert "blocked the bot" in caplog.text
     assert (await get_problem(db, problem_id)).status is S.returned
     assert "P-2026-0001 · 退回修改" in chat.last.text
@@ -531,7 +525,6 @@ async def test_the_reporter_is_told_in_their_own_language(
     await chat.tap("Return for correction")
     await chat.send("Which <plot>?")
     await chat.tap("✔ Return for correction")
-    await review.settle()
     notice = api.last(w.liaison.telegram_id or 0)
     assert notice.text == (
         "↩ Your problem P-2026-0001 (<b>Acme</b> & Co) was returned for correction by 王督导.\n"
@@ -551,7 +544,6 @@ async def test_a_chinese_reporter_of_an_english_supervisor_reads_chinese(
     await chat.tap("发改局")
     await chat.send("2027年1月15日")
     await chat.tap("✔ Assign")
-    await review.settle()
     assert chat.last.text.startswith("✔ Assigned to 发改局, due 2027-01-15; the reporter is told now.")
     assert api.last(w.liaison.telegram_id or 0).text.startswith("📌 您报告的问题 P-2026-0001")
 
@@ -570,7 +562,6 @@ async def test_a_restart_in_the_middle_of_a_return_loses_nothing(
         again = Chat(restarted, api, w.supervisor.telegram_id or 0)
         await again.send("地块编号不对")
         await again.tap("确认退回修改")
-        await review.settle()
         await restarted.post_shutdown(restarted)  # type: ignore[misc]
     assert (await get_problem(db, problem_id)).status is S.returned
     assert "地块编号不对" in api.last(w.liaison.telegram_id or 0).text

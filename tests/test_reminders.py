@@ -63,6 +63,7 @@ async def arrange(db: SessionMaker, clock: Clock) -> dict[str, Any]:
         busy = await make_user(session, role=Role.liaison, name="忙碌的李")
         idle = await make_user(session, role=Role.liaison, name="清闲的王")
         supervisor = await make_user(session, role=Role.supervisor, name="督导周")
+        supervisor.muted = ["digest"]  # the weekly digest has a test of its own
         admin = await make_user(session, role=Role.admin, name="管理员吴")
         ent = await make_enterprise(session, name="甲公司", liaison=busy)
         await make_enterprise(session, name="乙公司", liaison=idle)
@@ -389,3 +390,65 @@ async def test_admin_remind_dry_run_then_send(
     assert "没有此项操作的权限" in liaison.last.text
     await liaison.press("nt:0:send")
     assert api.answers()[-1] == ("此操作已失效。", True)
+
+
+async def test_weekly_digest_on_monday_with_chart_for_supervisors(
+    app: App, api: BotAPI, db: SessionMaker, clock: Clock, runtime: Runtime
+) -> None:
+    async with db.begin() as session:
+        supervisor = await make_user(session, role=Role.supervisor, name="督导郑")
+        english = await make_user(session, role=Role.supervisor, name="Supervisor E", locale="en")
+        liaison = await make_user(session, role=Role.liaison)
+        enterprise = await make_enterprise(session, liaison=liaison)
+        # Sunday 23:30 in Beijing belongs to the week that ends then (2026-W48).
+        session.add(
+            Visit(
+                enterprise_id=enterprise.id,
+                user_id=liaison.id,
+                visited_at=beijing(2026, 11, 29, 23, 30),
+                topics=["policy"],
+                notes="",
+            )
+        )
+    clock.current = beijing(2026, 11, 29, 10, 0)  # Sunday: held
+    await scan(app.bot, runtime)
+    assert api.calls_of("sendPhoto") == []
+    clock.current = beijing(2026, 11, 30, 9, 0)  # Monday 09:00
+    await scan(app.bot, runtime)
+    photos = api.calls_of("sendPhoto")
+    assert len(photos) == 2 and all(p.files for p in photos)
+    png = next(iter(photos[0].files.values()))[1]
+    assert png.startswith(b"\x89PNG")
+    (text,) = texts_to(api, supervisor)[1:]
+    assert text.startswith("每周统计摘要") and "走访：1" in text
+    assert (
+        texts_to(api, english)[-1].startswith("Weekly digest") and "Visits: 1" in texts_to(api, english)[-1]
+    )
+    assert not [t for t in texts_to(api, liaison) if "统计" in t]
+    clock.advance(hours=5)
+    await scan(app.bot, runtime)
+    assert len(api.calls_of("sendPhoto")) == 2  # once a week
+
+
+async def test_returned_problem_goes_through_the_outbox_and_a_blocked_reporter_is_flagged(
+    app: App, api: BotAPI, db: SessionMaker, clock: Clock, runtime: Runtime
+) -> None:
+    people = await arrange(db, clock)
+    supervisor = chat_with(app, api, people["supervisor"])
+    api.fail(
+        "sendMessage",
+        status=403,
+        description="Forbidden: bot was blocked by the user",
+        times=1,
+        chat_id=people["busy"].telegram_id,
+    )
+    await supervisor.press(f"pb:{people['older'].id}:ret.open")
+    await supervisor.send("资料不全，请补充用地面积")
+    await supervisor.tap("确认退回修改")
+    async with db() as session:
+        problem = await session.get(Problem, people["older"].id)
+        row = await session.scalar(select(Notification).where(Notification.kind == "returned"))
+        reporter = await session.get(User, people["busy"].id)
+    assert problem is not None and problem.status is ProblemStatus.returned
+    assert row is not None and row.status == "failed" and reporter is not None and reporter.unreachable
+    assert "忙碌的李" in texts_to(api, people["admin"])[-1]

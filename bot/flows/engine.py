@@ -16,6 +16,7 @@ import copy
 import logging
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -28,8 +29,10 @@ from bot.config import Settings
 from bot.context import BotContext
 from bot.i18n import Translator
 from bot.keyboards import Prefix, encode, parse
+from bot.storage import outbox
 from bot.storage.drafts import draft_for_update, drop_draft, replace_draft
 from bot.storage.models import Draft, User
+from bot.storage.outbox import Push
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +129,7 @@ class Step:
     chat_id: int
     message_id: int
     bot_username: str
+    notify: list[Push] = field(default_factory=list)  # pushes to write to the outbox with this step
 
 
 class Flow(ABC):
@@ -153,9 +157,15 @@ class _Reply:
     alert: str | None = None  # for callbacks: a toast or alert text
 
 
+Deliver = Callable[[BotContext], Awaitable[object]]
+
+
 class FlowEngine:
-    def __init__(self, flows: list[Flow]) -> None:
+    """`deliver` sends what a step put in the outbox (`Step.notify`), once its transaction has committed."""
+
+    def __init__(self, flows: list[Flow], *, deliver: Deliver | None = None) -> None:
         self.flows = {flow.name: flow for flow in flows}
+        self.deliver = deliver
 
     # -- entry points -------------------------------------------------------------------------
     async def start(self, update: Update, context: BotContext, flow_name: str, args: dict[str, Any]) -> None:
@@ -219,13 +229,17 @@ class FlowEngine:
         self, update: Update, context: BotContext, given: Input, button: tuple[int, int] | None
     ) -> None:
         _, now = context._, context.runtime.now()
+        pushes: list[Push] = []
         async with context.db.begin() as session:
             draft = await draft_for_update(session, user_id=context.user.id)
-            reply = await self._transition(session, context, update, draft, given, button, now)
+            reply = await self._transition(session, context, update, draft, given, button, now, pushes)
+            await outbox.enqueue(session, pushes)
         if reply is not None:
             await self._send(update, context, reply)
         elif update.callback_query is not None:
             await update.callback_query.answer()
+        if pushes and self.deliver is not None:
+            await self.deliver(context)
 
     async def _transition(
         self,
@@ -236,6 +250,7 @@ class FlowEngine:
         given: Input,
         button: tuple[int, int] | None,
         now: datetime,
+        pushes: list[Push],
     ) -> _Reply | None:
         _ = context._
         if draft is None:
@@ -266,6 +281,7 @@ class FlowEngine:
         # A deep copy: the loaded JSON must stay untouched, or SQLAlchemy compares the changed data with
         # itself and skips the UPDATE (e.g. Back only pops the shared `_trail` list).
         step = self._step(session, context, copy.deepcopy(draft.data), update)
+        step.notify = pushes
         draft.last_update_id = update.update_id
         draft.updated_at = now
         draft.version += 1

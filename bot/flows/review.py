@@ -9,23 +9,17 @@
 
 The status the supervisor saw is checked again when the action applies (`change_status(expected=...)`),
 so a card acted on meanwhile by someone else changes nothing. Each action is one `ProblemEvent` with the
-actor and the time. Notifications go out only after the transaction has committed (a session
-`after_commit` hook starts them), so nobody is told about a change that was rolled back.
+actor and the time. The reporter's notification is written to the outbox in the same transaction
+(`Step.notify`) and sent right after it commits, so nobody is told about a change that was rolled back and
+a failed send is retried instead of lost.
 """
 
 from __future__ import annotations
 
-import asyncio
 import html
 import logging
-from collections.abc import Callable, Coroutine
 from datetime import date, timedelta
 from typing import Any
-
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
-from telegram import Bot, InlineKeyboardMarkup
 
 from bot.flows.common import NOTES_LIMIT, SHORT_LIMIT, read_text
 from bot.flows.engine import Choice, Finish, Flow, Goto, Input, Invalid, Outcome, Screen, Step, Text
@@ -34,14 +28,14 @@ from bot.handlers.problems import (
     MAX_ID,
     card_buttons,
     changed_text,
-    notify_user,
     render_card,
     status_label,
 )
 from bot.i18n import N_, gettext_for
-from bot.keyboards import Prefix, button, markup
+from bot.keyboards import Prefix, encode
 from bot.storage.enums import ProblemStatus
 from bot.storage.models import Enterprise, Problem, User
+from bot.storage.outbox import Push
 from bot.storage.problem_queries import known_departments, problem_card
 from bot.storage.problems import TransitionError, add_event, change_status, get_problem_for_update
 
@@ -53,39 +47,10 @@ FIRST_STEP = {"assign": "department", "status": "note", "return": "reason", "clo
 DEPARTMENT_BUTTONS = 8
 DEPARTMENT_LIMIT = SHORT_LIMIT  # Problem.department is 100 characters
 
-# Notifications started after a commit; kept referenced until done (tests await them with `settle`).
-_pending: set[asyncio.Task[None]] = set()
-
-
-def after_commit(session: AsyncSession, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run `work` once this session's transaction has committed (never if it rolls back)."""
-
-    async def guarded() -> None:
-        try:
-            await work()
-        except Exception:
-            log.exception("post-commit work failed")
-
-    def start(_session: Session) -> None:
-        task = asyncio.get_running_loop().create_task(guarded())
-        _pending.add(task)
-        task.add_done_callback(_pending.discard)
-
-    event.listen(session.sync_session, "after_commit", start, once=True)
-
-
-async def settle() -> None:
-    """Wait until every notification started so far has been sent (or has failed)."""
-    while _pending:
-        await asyncio.gather(*list(_pending))
-
 
 class ReviewFlow(Flow):
     name = "review"
     title = N_("problem handling")
-
-    def __init__(self, bot: Bot) -> None:
-        self.bot = bot  # to notify the reporter after the action has committed
 
     # -- begin -------------------------------------------------------------------------------------
     async def begin(self, step: Step, args: dict[str, Any]) -> str | Finish:
@@ -333,7 +298,7 @@ class ReviewFlow(Flow):
         assert card is not None
         reporter = card.reporter
         if not changed_meanwhile and reporter is not None and reporter.id != actor.id:
-            self._notify_later(step, problem, card.enterprise.name, reporter, note)
+            self._notify(step, problem, card.enterprise.name, reporter, note)
         text = f"✔ {done}\n\n" + render_card(card, step.settings.tz, self._today(step), _)
         return Finish(text, card_buttons(problem, _))
 
@@ -361,10 +326,10 @@ class ReviewFlow(Flow):
             department=html.escape(department), due=due.isoformat()
         )
 
-    def _notify_later(
+    def _notify(
         self, step: Step, problem: Problem, enterprise: str, reporter: User, note: str | None
     ) -> None:
-        """Compose the reporter's message in their language; send it once the change has committed."""
+        """Tell the reporter, in their language, through the outbox (unless they muted this kind)."""
         action = step.data["action"]
         _ = gettext_for(reporter.locale or step.settings.default_locale)
         names = {
@@ -373,14 +338,16 @@ class ReviewFlow(Flow):
             "name": html.escape(step.user.name),
             "reason": html.escape(note or ""),
         }
-        reply_markup: InlineKeyboardMarkup | None = None
+        buttons: list[list[tuple[str, str]]] = []
         if action == "return":
+            kind = "returned"
             text = _(
                 "↩ Your problem {ref} ({enterprise}) was returned for correction by {name}.\n"
                 "<b>Reason:</b> {reason}\nPlease correct it."
             ).format(**names)
-            reply_markup = markup([[button(_("✏ Correct it"), Prefix.my_problem, problem.id, "correct")]])
+            buttons = [[(_("✏ Correct it"), encode(Prefix.my_problem, problem.id, "correct"))]]
         elif action == "assign":
+            kind = "assigned"
             text = _(
                 "📌 Your problem {ref} ({enterprise}) is now handled by {department}; due {due}."
             ).format(
@@ -389,15 +356,22 @@ class ReviewFlow(Flow):
                 due=problem.due_date.isoformat() if problem.due_date else "",
             )
         elif action == "close":
+            kind = "closed"
             text = _(
                 "Your problem {ref} ({enterprise}) was closed without resolution by {name}.\n"
                 "<b>Reason:</b> {reason}"
             ).format(**names)
         else:
             return  # marking in progress or reopening is visible in /my; no push for it
-        bot = self.bot
-        after_commit(step.session, lambda: _send(bot, reporter, text, reply_markup))
-
-
-async def _send(bot: Bot, user: User, text: str, reply_markup: InlineKeyboardMarkup | None) -> None:
-    await notify_user(bot, user, text, reply_markup)
+        if kind in (reporter.muted or []):
+            return
+        step.notify.append(
+            Push(
+                kind,
+                reporter.id,
+                f"problem:{problem.id}",
+                step.now.isoformat(),
+                {"text": text, "buttons": buttons},
+                step.now,
+            )
+        )

@@ -21,8 +21,8 @@ from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.error import BadRequest
 
 from bot.context import BotContext
 from bot.flows.engine import FlowEngine
@@ -30,7 +30,7 @@ from bot.i18n import N_, Translator
 from bot.keyboards import CallbackData, Prefix, button, markup
 from bot.services.ledger import CATEGORY_LABELS, PROBLEM_STATUS_LABELS
 from bot.storage.enums import ProblemCategory, ProblemStatus
-from bot.storage.models import Problem, User
+from bot.storage.models import Problem
 from bot.storage.problem_queries import (
     HistoryEntry,
     ProblemCard,
@@ -75,24 +75,6 @@ KIND_LABELS = {
     "reopened": N_("reopened it"),
     "open": N_("set it back to open"),
 }
-
-
-# -- notifications -------------------------------------------------------------------------------------
-async def notify_user(bot: Bot, user: User, text: str, markup: InlineKeyboardMarkup | None = None) -> bool:
-    """Push a message to a user now; False (logged) if they cannot be reached. The action that caused it
-    stands either way. (The one place to swap for the outbox with retries.)"""
-    if user.telegram_id is None or not user.active:
-        log.info("user %s has no reachable chat; notification not sent", user.id)
-        return False
-    try:
-        await bot.send_message(user.telegram_id, text, reply_markup=markup)
-    except Forbidden as exc:
-        log.warning("user %s blocked the bot; notification not sent: %s", user.id, exc)
-        return False
-    except TelegramError as exc:
-        log.warning("notification to user %s failed: %s", user.id, exc)
-        return False
-    return True
 
 
 # -- small helpers -------------------------------------------------------------------------------------

@@ -22,8 +22,12 @@ from telegram.ext import ContextTypes
 from bot.config import Settings
 from bot.context import BotContext, Runtime
 from bot.flows.problem import CATEGORY_LABELS
+from bot.handlers.reports import has_chart, period_label, stats_chart, stats_lines
 from bot.i18n import N_, Translator, gettext_for
 from bot.keyboards import CallbackData, Prefix, encode
+from bot.services.charts import render_stats_chart_async
+from bot.services.periods import parse_period, period_containing
+from bot.services.stats import stats_report
 from bot.storage import outbox
 from bot.storage.enums import Role
 from bot.storage.outbox import Push
@@ -49,8 +53,10 @@ KINDS: dict[str, str] = {
     "coverage": N_("Enterprises not visited for 30 days"),
     "returned": N_("Problems returned to me for correction"),
     "assigned": N_("Problems assigned to a department"),
+    "closed": N_("Problems closed without resolution"),
 }
 SCHEDULED = {"pending", "overdue", "digest", "coverage"}
+IMMEDIATE = frozenset({"returned", "assigned", "closed", "unreachable"})  # a person's action: sent at once
 ESCALATION_EVERY_DAYS = 3
 COVERAGE_DAYS = 30
 LIST_LIMIT = 15  # problems listed in one reminder; the rest are counted
@@ -172,6 +178,9 @@ async def due_pushes(runtime: Runtime, session: Any, *, manual: bool = False) ->
             for user in [reporters.get(item.reporter_id), *supervisors.values()]:
                 if user is not None and (user.id, f"problem:{item.id}") not in recent:
                     due.add(_overdue_push(user, item, today, settings, now), user)
+    digest_at = datetime.combine(monday, settings.reminder_time, settings.tz)
+    if manual or local >= digest_at:
+        await _digests(session, due, settings, now, monday)
     coverage_at = datetime.combine(monday, _plus(settings.reminder_time, minutes=30), settings.tz)
     if manual or local >= coverage_at:
         gaps = await coverage_gaps(session, before=now - timedelta(days=COVERAGE_DAYS))
@@ -208,6 +217,37 @@ async def due_pushes(runtime: Runtime, session: Any, *, manual: bool = False) ->
             ]
             due.add(Push("coverage", user.id, "weekly", week, _payload("\n".join(lines), rows), now), user)
     return due.pushes
+
+
+async def _digests(session: Any, due: Due, settings: Settings, now: datetime, monday: date) -> None:
+    """Monday: last week's /stats summary for each supervisor; the chart is drawn when it is sent."""
+    supervisors = await recipients(session, roles=(Role.supervisor,))
+    if not supervisors:
+        return
+    week = period_containing(monday - timedelta(days=1))
+    report = await stats_report(session, period=week, now=now, tz=settings.tz, scope_user_id=None)
+    for user in supervisors.values():
+        locale = user.locale or settings.default_locale
+        _ = gettext_for(locale)
+        text = _("Weekly digest") + "\n" + "\n".join(stats_lines(report, _))
+        payload: dict[str, Any] = {
+            "text": text[:4000],
+            "buttons": [],
+            "chart": week.code if has_chart(report) else None,
+            "locale": locale,
+        }
+        due.add(Push("digest", user.id, "weekly", week.code, payload, now), user)
+
+
+async def _digest_chart(runtime: Runtime, code: str, locale: str) -> tuple[bytes, str]:
+    """The chart of the week `code` in `locale`, and its caption."""
+    _ = gettext_for(locale)
+    week = parse_period(code, today=runtime.now().astimezone(runtime.settings.tz).date())
+    async with runtime.db() as session:
+        report = await stats_report(
+            session, period=week, now=runtime.now(), tz=runtime.settings.tz, scope_user_id=None
+        )
+    return await render_stats_chart_async(stats_chart(report, _)), html.escape(period_label(week, _))
 
 
 def _plus(at: time, *, minutes: int) -> time:
@@ -248,13 +288,16 @@ class Pacer:
         await self.runtime.sleep(seconds)
 
 
-async def deliver(bot: Bot, runtime: Runtime, *, manual: bool = False, batch: int = 200) -> Delivery:
-    """Send what the outbox holds, until it is empty or held. Each row is marked right after its send."""
+async def deliver(
+    bot: Bot, runtime: Runtime, *, manual: bool = False, batch: int = 200, kinds: frozenset[str] | None = None
+) -> Delivery:
+    """Send what the outbox holds (optionally only these kinds), until it is empty or held. Each row is
+    marked right after its send."""
     settings, report, pacer = runtime.settings, Delivery(), Pacer(runtime)
     while True:
         now = runtime.now()
         async with runtime.db.begin() as session:
-            claimed = await outbox.claim(session, now=now, lease=LEASE, limit=batch)
+            claimed = await outbox.claim(session, now=now, lease=LEASE, limit=batch, kinds=kinds)
         if not claimed:
             return report
         held_local = holding(now.astimezone(settings.tz), settings) and not manual
@@ -299,9 +342,15 @@ async def _send_one(bot: Bot, runtime: Runtime, pacer: Pacer, item: outbox.Claim
         if rows
         else None
     )
+    chart = item.payload.get("chart")
     while True:
         await pacer.wait(item.chat_id)
         try:
+            if chart:  # the digest: its chart first, then the figures
+                png, caption = await _digest_chart(runtime, chart, item.payload.get("locale", "zh_CN"))
+                await bot.send_photo(item.chat_id, png, caption=caption)
+                chart = None
+                await pacer.wait(item.chat_id)
             await bot.send_message(item.chat_id, text, reply_markup=markup)
         except RetryAfter as exc:
             report.rate_limited += 1
@@ -378,6 +427,11 @@ async def scan(bot: Bot, runtime: Runtime, *, manual: bool = False) -> ScanRepor
     async with runtime.db.begin() as session:
         queued = await outbox.enqueue(session, await due_pushes(runtime, session, manual=manual))
     return ScanReport(queued, await deliver(bot, runtime, manual=manual))
+
+
+async def deliver_immediate(context: BotContext) -> Delivery:
+    """Send at once what a person's action just put in the outbox (returned, assigned, closed...)."""
+    return await deliver(context.bot, context.runtime, kinds=IMMEDIATE)
 
 
 async def scan_job(context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -243,8 +243,7 @@ def _groups(title: str, groups: list[tuple[str | None, Figures]], unknown: str, 
     return lines
 
 
-def stats_lines(report: StatsReport, context: BotContext) -> list[str]:
-    _ = context._
+def stats_lines(report: StatsReport, _: Translator) -> list[str]:
     own = report.scope_user_id is not None
     title = (_("Statistics of my enterprises, {period}") if own else _("Statistics, {period}")).format(
         period=period_label(report.period, _)
@@ -312,8 +311,7 @@ def _bars(groups: list[tuple[str | None, Figures]], unknown: str, others: str) -
     return bars
 
 
-def stats_chart(report: StatsReport, context: BotContext) -> StatsChart:
-    _ = context._
+def stats_chart(report: StatsReport, _: Translator) -> StatsChart:
     others = _("{count} others")
     return StatsChart(
         title=_("Visits, {period}").format(period=_period_name(report.period, _)),
@@ -325,6 +323,10 @@ def stats_chart(report: StatsReport, context: BotContext) -> StatsChart:
         trend=[TrendPoint(f"W{week.number:02d}", count) for week, count in report.trend],
         empty_text=_("No visits in this period"),
     )
+
+
+def has_chart(report: StatsReport) -> bool:
+    return any(count for _week, count in report.trend) or not report.empty
 
 
 def _stats_buttons(report: StatsReport, _: Translator) -> InlineKeyboardMarkup:
@@ -367,10 +369,10 @@ async def _send_stats(update: Update, context: BotContext, period: Period) -> No
             _("No enterprise is assigned to you yet, so there are no figures to show.")
         )
         return
-    lines = stats_lines(report, context)
-    if any(count for _week, count in report.trend) or not report.empty:
+    lines = stats_lines(report, _)
+    if has_chart(report):
         await update.effective_chat.send_chat_action(ChatAction.UPLOAD_PHOTO)
-        png = await render_stats_chart_async(stats_chart(report, context))
+        png = await render_stats_chart_async(stats_chart(report, _))
         await update.effective_chat.send_photo(png, caption=html.escape(period_label(period, _)))
     await _send_lines(update, lines, _stats_buttons(report, _))
 

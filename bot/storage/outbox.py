@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -75,12 +75,15 @@ class Claimed:
     attempts: int
 
 
-async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, limit: int) -> list[Claimed]:
-    """Take up to `limit` due rows (oldest first) for sending; skips rows another process holds."""
+async def claim(
+    session: AsyncSession, *, now: datetime, lease: timedelta, limit: int, kinds: frozenset[str] | None = None
+) -> list[Claimed]:
+    """Take up to `limit` due rows (oldest first, optionally only these kinds) for sending; skips rows
+    another process holds."""
     due = or_(Notification.status == PENDING, Notification.status == SENDING)  # SENDING: an expired lease
     ids_stmt = (
         select(Notification.id)
-        .where(due, Notification.send_after <= now)
+        .where(due, Notification.send_after <= now, Notification.kind.in_(kinds) if kinds else true())
         .order_by(Notification.send_after, Notification.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
