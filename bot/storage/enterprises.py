@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date
 from typing import Any
 
@@ -89,6 +90,7 @@ async def enterprises_for(
     stmt = select(Enterprise)
     if user.role in (Role.liaison, Role.instructor):
         stmt = stmt.where(Enterprise.id.in_(_current_assignment_of(user.id)))
+    query = unicodedata.normalize("NFKC", query or "").strip()  # full-width input from phones
     if query:
         pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         stmt = stmt.where(

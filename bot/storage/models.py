@@ -172,7 +172,24 @@ class Assignment(Base):
 
 class Visit(Base):
     __tablename__ = "visits"
-    __table_args__ = (UniqueConstraint("source_chat_id", "source_message_id"),)
+    __table_args__ = (
+        UniqueConstraint("source_chat_id", "source_message_id"),
+        # Reports read live (not withdrawn) visits by time and by enterprise.
+        Index(
+            "ix_visits_live_time",
+            "visited_at",
+            "enterprise_id",
+            sqlite_where=text("withdrawn_at IS NULL"),
+            postgresql_where=text("withdrawn_at IS NULL"),
+        ),
+        Index(
+            "ix_visits_live_enterprise",
+            "enterprise_id",
+            "visited_at",
+            sqlite_where=text("withdrawn_at IS NULL"),
+            postgresql_where=text("withdrawn_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id", ondelete="CASCADE"), index=True)
@@ -216,6 +233,7 @@ class Problem(Base):
     __table_args__ = (
         UniqueConstraint("source_chat_id", "source_message_id"),
         Index("ix_problems_status_due", "status", "due_date"),
+        Index("ix_problems_status_resolved", "status", "resolved_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
