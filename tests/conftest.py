@@ -4,6 +4,7 @@ Application wired to the Bot API double, a controllable clock, and row factories
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import uuid
@@ -223,3 +224,13 @@ def chat_with(
     user_id = user if isinstance(user, int) else user.telegram_id
     assert user_id is not None
     return Chat(app, api, user_id, language_code=language_code)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The CLI's `main()` configures the root logger; give the next test pytest's handlers back."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

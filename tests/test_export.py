@@ -292,7 +292,7 @@ async def test_an_english_user_gets_english_headers(app: App, api: BotAPI, db: S
     assert (
         visits[1][6] == "party-building liaison" and visits[1][8] == "Policy explanation, Collecting problems"
     )
-    assert sheet_rows(book["Problems"])[2][8] == "resolved"
+    assert sheet_rows(book["Problems"])[2][8] == "Resolved"
 
 
 async def test_a_large_ledger_is_split_into_parts_under_the_limit(

@@ -15,8 +15,9 @@ from bot.flows.common import NOTES_LIMIT, read_text
 from bot.flows.engine import Choice, Finish, Flow, Goto, Input, Invalid, Outcome, Screen, Step, Text
 from bot.i18n import N_, Translator
 from bot.keyboards import Prefix, button
+from bot.labels import PROBLEM_STATUS_LABELS, TOPIC_LABELS
 from bot.services.money import AmountError, parse_wan
-from bot.storage.enums import ProblemCategory, ProblemStatus, ServiceStatus, VisitTopic
+from bot.storage.enums import ProblemStatus, VisitTopic
 from bot.storage.models import Problem, User, Visit
 from bot.storage.mywork import (
     add_progress,
@@ -31,37 +32,6 @@ from bot.storage.problems import PENDING, TransitionError, get_problem_for_updat
 log = logging.getLogger(__name__)
 
 # -- labels shared with the /my handlers ----------------------------------------------------------
-CATEGORY_LABELS = {
-    ProblemCategory.land: N_("Land"),
-    ProblemCategory.power: N_("Power"),
-    ProblemCategory.transport: N_("Transport"),
-    ProblemCategory.labour: N_("Labour"),
-    ProblemCategory.ip: N_("IP"),
-    ProblemCategory.financing: N_("Financing"),
-    ProblemCategory.licences: N_("Licences"),
-    ProblemCategory.policy: N_("Policy"),
-    ProblemCategory.other: N_("Other"),
-}
-STATUS_LABELS = {
-    ProblemStatus.open: N_("Open"),
-    ProblemStatus.in_progress: N_("In progress"),
-    ProblemStatus.resolved: N_("Resolved"),
-    ProblemStatus.returned: N_("Returned for correction"),
-    ProblemStatus.closed: N_("Closed"),
-}
-SERVICE_STATUS_LABELS = {
-    ServiceStatus.requested: N_("Requested"),
-    ServiceStatus.in_progress: N_("In progress"),
-    ServiceStatus.delivered: N_("Delivered"),
-    ServiceStatus.declined: N_("Declined"),
-}
-TOPIC_LABELS = {
-    VisitTopic.policy: N_("Policy explanation"),
-    VisitTopic.party_building: N_("Party-organisation building"),
-    VisitTopic.problems: N_("Collecting problems"),
-    VisitTopic.services: N_("Service matching"),
-    VisitTopic.other: N_("Other"),
-}
 CAN_RESOLVE = (ProblemStatus.open, ProblemStatus.in_progress)
 
 
@@ -86,7 +56,7 @@ def problem_refusal(problem: Problem | None, user: User, action: str, _: Transla
     if problem.reporter_id != user.id:
         log.warning("user %s: %s on problem %s refused: not the reporter", user.id, action, problem.id)
         return _("Only the person who reported this problem can do that.")
-    status = _(STATUS_LABELS[problem.status])
+    status = _(PROBLEM_STATUS_LABELS[problem.status])
     if action == "progress" and problem.status not in PENDING:
         return _("This action has expired: the problem is already “{status}”.").format(status=status)
     if action == "resolve" and problem.status not in CAN_RESOLVE:
@@ -169,7 +139,7 @@ class ProblemProgressFlow(Flow):
         add_progress(step.session, problem, note=note, actor_id=step.user.id, now=step.now)
         return Finish(
             _("Progress recorded on {ref}. Status: {status}.").format(
-                ref=problem.ref, status=_(STATUS_LABELS[problem.status])
+                ref=problem.ref, status=_(PROBLEM_STATUS_LABELS[problem.status])
             ),
             _open_button(_, problem.id, problem.ref),
         )

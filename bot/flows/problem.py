@@ -20,6 +20,7 @@ from bot.flows.common import NOTES_LIMIT, enterprise_screen, pick_enterprise, re
 from bot.flows.engine import Choice, Finish, Flow, Goto, Input, Invalid, Outcome, Screen, Step, Text
 from bot.i18n import N_
 from bot.keyboards import Prefix, button
+from bot.labels import CATEGORY_LABELS
 from bot.storage.audit import record
 from bot.storage.enterprises import accessible_enterprise
 from bot.storage.enums import ProblemCategory
@@ -31,18 +32,6 @@ log = logging.getLogger(__name__)
 MAX_ID = 2**31 - 1  # ids are 32-bit integers: anything larger is forged (and PostgreSQL would reject it)
 CONFIRM, EDIT = "confirm", "edit"
 PREVIEW = 300  # characters of a long text shown when the user comes back to its step
-
-CATEGORY_LABELS: dict[ProblemCategory, str] = {
-    ProblemCategory.land: N_("Land"),
-    ProblemCategory.power: N_("Power"),
-    ProblemCategory.transport: N_("Transport"),
-    ProblemCategory.labour: N_("Labour"),
-    ProblemCategory.ip: N_("IP"),
-    ProblemCategory.financing: N_("Financing"),
-    ProblemCategory.licences: N_("Licences"),
-    ProblemCategory.policy: N_("Policy"),
-    ProblemCategory.other: N_("Other"),
-}
 
 
 # -- shared with /service ------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from bot.flows.problem import (
 )
 from bot.i18n import N_
 from bot.keyboards import Prefix, button
+from bot.labels import STAGE_LABELS
 from bot.storage.audit import record
 from bot.storage.enterprises import accessible_enterprise
 from bot.storage.enums import Stage
@@ -32,12 +33,6 @@ from bot.storage.models import Enterprise
 from bot.storage.services import create_service_request, menu_for, menu_item, set_stage
 
 log = logging.getLogger(__name__)
-
-STAGE_LABELS: dict[Stage, str] = {
-    Stage.startup: N_("Startup"),
-    Stage.growth: N_("Growth"),
-    Stage.leading: N_("Leading"),
-}
 
 
 def _remember(step: Step, enterprise: Enterprise) -> str:

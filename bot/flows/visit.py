@@ -32,9 +32,10 @@ from bot.flows.engine import (
 )
 from bot.i18n import N_, Translator
 from bot.keyboards import Prefix, button
+from bot.labels import PARTY_ORG_LABELS, PROBLEM_STATUS_LABELS, SERVICE_STATUS_LABELS, TOPIC_LABELS
 from bot.storage.audit import record
 from bot.storage.enterprises import accessible_enterprise
-from bot.storage.enums import PartyOrg, ProblemStatus, ServiceStatus, VisitTopic
+from bot.storage.enums import PartyOrg, ProblemStatus, VisitTopic
 from bot.storage.models import Enterprise, Problem
 from bot.storage.problems import PENDING, TransitionError, add_event, change_status
 from bot.storage.visits import (
@@ -55,32 +56,6 @@ CHECKPOINT_ITEMS = 10  # per kind; an enterprise rarely has more open at once
 EARTH_RADIUS_M = 6_371_008.8
 MAX_ID = 2**31 - 1  # ids are 32-bit: anything larger is forged (and PostgreSQL would refuse the query)
 
-TOPIC_LABELS = {
-    VisitTopic.policy: N_("Policy explanation"),
-    VisitTopic.party_building: N_("Party-organisation building"),
-    VisitTopic.problems: N_("Collecting problems"),
-    VisitTopic.services: N_("Service matching"),
-    VisitTopic.other: N_("Other"),
-}
-PARTY_ORG_LABELS = {
-    PartyOrg.none: N_("No party organisation yet"),
-    PartyOrg.standalone: N_("Standalone organisation"),
-    PartyOrg.joint: N_("Joint organisation"),
-    PartyOrg.affiliated: N_("Affiliated"),
-}
-PROBLEM_STATUS_LABELS = {
-    ProblemStatus.open: N_("open"),
-    ProblemStatus.in_progress: N_("in progress"),
-    ProblemStatus.returned: N_("returned for correction"),
-    ProblemStatus.resolved: N_("resolved"),
-    ProblemStatus.closed: N_("closed"),
-}
-SERVICE_STATUS_LABELS = {
-    ServiceStatus.requested: N_("requested"),
-    ServiceStatus.in_progress: N_("in progress"),
-    ServiceStatus.delivered: N_("delivered"),
-    ServiceStatus.declined: N_("declined"),
-}
 FOLLOWING = {
     "checkpoint": "topics",
     "topics": "notes",

@@ -9,8 +9,8 @@ from telegram import Update
 
 from bot.context import BotContext
 from bot.flows.engine import FlowEngine
-from bot.handlers.start import ROLE_NAMES
 from bot.keyboards import CallbackData, Prefix, button, markup
+from bot.labels import ROLE_LABELS
 from bot.storage.models import User
 from bot.storage.users import deactivate_user, get_user, list_users
 
@@ -34,7 +34,7 @@ def _describe(user: User, context: BotContext) -> str:
     )
     return "• {name} — {role}{unit} — {state}".format(
         name=html.escape(user.name),
-        role=_(ROLE_NAMES[user.role]),
+        role=_(ROLE_LABELS[user.role]),
         unit=f", {html.escape(unit)}" if unit else "",
         state=state,
     )

@@ -20,9 +20,6 @@ from bot.auth import refuse
 from bot.commands import EVERYONE, STAFF
 from bot.context import BotContext
 from bot.flows.edit import (
-    CATEGORY_LABELS,
-    SERVICE_STATUS_LABELS,
-    STATUS_LABELS,
     funds_text,
     local_date,
     problem_refusal,
@@ -32,6 +29,7 @@ from bot.flows.edit import (
 from bot.flows.engine import FlowEngine
 from bot.i18n import N_, Translator
 from bot.keyboards import CallbackData, Prefix, button, markup
+from bot.labels import CATEGORY_LABELS, PROBLEM_STATUS_LABELS, SERVICE_STATUS_LABELS
 from bot.storage.enums import ProblemStatus, Role, ServiceStatus
 from bot.storage.models import Problem, ProblemEvent, Visit
 from bot.storage.mywork import (
@@ -213,7 +211,7 @@ async def _problems(context: BotContext, page: int) -> View:
         lines.append(_("You have no pending problems."))
     buttons = []
     for problem, name in rows:
-        category, status = _(CATEGORY_LABELS[problem.category]), _(STATUS_LABELS[problem.status])
+        category, status = _(CATEGORY_LABELS[problem.category]), _(PROBLEM_STATUS_LABELS[problem.status])
         flag = "⚠ " if problem.status is ProblemStatus.returned else ""
         lines.append(
             f"• {flag}<b>{problem.ref}</b> · {html.escape(name)} · {category} · {status} · "
@@ -309,7 +307,7 @@ def _event_line(event: ProblemEvent, context: BotContext) -> str:
     if event.kind in EVENT_KINDS:
         what = _(EVENT_KINDS[event.kind])
     elif event.to_status is not None:
-        what = _(STATUS_LABELS[event.to_status])
+        what = _(PROBLEM_STATUS_LABELS[event.to_status])
     else:
         what = _("Updated")
     if event.note:
@@ -323,7 +321,7 @@ def _problem_text(
     _, settings = context._, context.settings
     lines = [
         f"<b>{problem.ref}</b> · {_(CATEGORY_LABELS[problem.category])} · "
-        f"<b>{_(STATUS_LABELS[problem.status])}</b>",
+        f"<b>{_(PROBLEM_STATUS_LABELS[problem.status])}</b>",
         _("Enterprise: {name}").format(name=html.escape(enterprise)),
         _("Reported: {date} ({age})").format(
             date=local_date(problem.created_at, settings), age=_age(problem.created_at, context)

@@ -28,7 +28,7 @@ from bot.context import BotContext
 from bot.flows.engine import FlowEngine
 from bot.i18n import N_, Translator
 from bot.keyboards import CallbackData, Prefix, button, markup
-from bot.services.ledger import CATEGORY_LABELS, PROBLEM_STATUS_LABELS
+from bot.labels import CATEGORY_LABELS, PROBLEM_STATUS_LABELS
 from bot.storage.enums import ProblemCategory, ProblemStatus
 from bot.storage.models import Problem
 from bot.storage.problem_queries import (

@@ -21,10 +21,10 @@ from telegram.ext import ContextTypes
 
 from bot.config import Settings
 from bot.context import BotContext, Runtime
-from bot.flows.problem import CATEGORY_LABELS
 from bot.handlers.reports import has_chart, period_label, stats_chart, stats_lines
 from bot.i18n import N_, Translator, gettext_for
 from bot.keyboards import CallbackData, Prefix, encode
+from bot.labels import CATEGORY_LABELS
 from bot.services.charts import render_stats_chart_async
 from bot.services.periods import parse_period, period_containing
 from bot.services.stats import stats_report

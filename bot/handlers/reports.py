@@ -24,9 +24,17 @@ from telegram.constants import ChatAction, MessageLimit
 
 from bot.auth import SUPERVISION, refuse
 from bot.context import BotContext
-from bot.handlers.start import ROLE_NAMES
-from bot.i18n import N_, Translator
+from bot.i18n import Translator
 from bot.keyboards import CallbackData, Prefix, button, markup
+from bot.labels import (
+    CATEGORY_LABELS,
+    PARTY_ORG_LABELS,
+    PROBLEM_STATUS_LABELS,
+    ROLE_LABELS,
+    SERVICE_STATUS_LABELS,
+    STAGE_LABELS,
+    TOPIC_LABELS,
+)
 from bot.services.charts import Bar, StatsChart, TrendPoint, render_stats_chart_async
 from bot.services.periods import (
     MAX_YEAR,
@@ -52,7 +60,7 @@ from bot.services.stats import (
     trends_report,
 )
 from bot.storage.enterprises import enterprises_for
-from bot.storage.enums import PartyOrg, ProblemCategory, ProblemStatus, Role, ServiceStatus, Stage, VisitTopic
+from bot.storage.enums import PartyOrg, Role, VisitTopic
 from bot.storage.models import User
 from bot.storage.reports import (
     PENDING_PROBLEMS,
@@ -75,45 +83,7 @@ COMMUNITY_LINES = 40  # /coverage: communities listed
 TOP_COMBINATIONS = 10  # /trends
 PERIOD_CODE = re.compile(r"[wm]\d{4}-\d{2}", re.ASCII)
 
-CATEGORY_NAMES = {
-    ProblemCategory.land: N_("Land"),
-    ProblemCategory.power: N_("Power"),
-    ProblemCategory.transport: N_("Transport"),
-    ProblemCategory.labour: N_("Labour"),
-    ProblemCategory.ip: N_("IP"),
-    ProblemCategory.financing: N_("Financing"),
-    ProblemCategory.licences: N_("Licences"),
-    ProblemCategory.policy: N_("Policy"),
-    ProblemCategory.other: N_("Other"),
-}
-PROBLEM_STATUS_NAMES = {
-    ProblemStatus.open: N_("Open"),
-    ProblemStatus.in_progress: N_("In progress"),
-    ProblemStatus.resolved: N_("Resolved"),
-    ProblemStatus.returned: N_("Returned for correction"),
-    ProblemStatus.closed: N_("Closed"),
-}
-SERVICE_STATUS_NAMES = {
-    ServiceStatus.requested: N_("Requested"),
-    ServiceStatus.in_progress: N_("In progress"),
-    ServiceStatus.delivered: N_("Delivered"),
-    ServiceStatus.declined: N_("Declined"),
-}
-TOPIC_NAMES = {
-    VisitTopic.policy: N_("Policy explanation"),
-    VisitTopic.party_building: N_("Party-organisation building"),
-    VisitTopic.problems: N_("Collecting problems"),
-    VisitTopic.services: N_("Service matching"),
-    VisitTopic.other: N_("Other"),
-}
-STAGE_NAMES = {Stage.startup: N_("Startup"), Stage.growth: N_("Growth"), Stage.leading: N_("Leading")}
 KNOWN_TOPICS = frozenset(t.value for t in VisitTopic)
-PARTY_ORG_NAMES = {
-    PartyOrg.standalone: N_("Standalone organisation"),
-    PartyOrg.joint: N_("Joint organisation"),
-    PartyOrg.affiliated: N_("Affiliated"),
-    PartyOrg.none: N_("No party organisation yet"),
-}
 
 
 # -- small formatting helpers --------------------------------------------------------------------------
@@ -440,10 +410,10 @@ def enterprise_lines(card: EnterpriseDetails, context: BotContext) -> list[str]:
         f"<b>{html.escape(e.name)}</b>",
         _("Credit code: {code}").format(code=html.escape(e.credit_code)),
         _("Stage: {stage} · community: {community}").format(
-            stage=_(STAGE_NAMES[e.stage]) if e.stage else "—", community=_esc(e.community, "—")
+            stage=_(STAGE_LABELS[e.stage]) if e.stage else "—", community=_esc(e.community, "—")
         ),
         _("Party organisation: {status} · party members: {members}").format(
-            status=_(PARTY_ORG_NAMES[e.party_org]), members=e.party_members
+            status=_(PARTY_ORG_LABELS[e.party_org]), members=e.party_members
         ),
         _("Liaison: {liaison} · instructor: {instructor}").format(
             liaison=_person(card.liaison, context), instructor=_person(card.instructor, context)
@@ -461,7 +431,7 @@ def enterprise_lines(card: EnterpriseDetails, context: BotContext) -> list[str]:
     if not card.last_visits:
         lines.append(_("Not visited yet."))
     for visit in card.last_visits:
-        topics = "、".join(_(TOPIC_NAMES[VisitTopic(t)]) for t in visit.topics if t in KNOWN_TOPICS)
+        topics = "、".join(_(TOPIC_LABELS[VisitTopic(t)]) for t in visit.topics if t in KNOWN_TOPICS)
         lines.append(
             f"• {_day(visit.visited_at, context)} {html.escape(visit.visitor)}"
             + (f" — {topics}" if topics else "")
@@ -483,8 +453,8 @@ def enterprise_lines(card: EnterpriseDetails, context: BotContext) -> list[str]:
         )
         due = _(" · due {day}").format(day=problem.due_date.isoformat()) if problem.due_date else ""
         lines.append(
-            f"• {problem.ref} {_(CATEGORY_NAMES[problem.category])} — "
-            f"{_(PROBLEM_STATUS_NAMES[problem.status])}{due} — {html.escape(description)}"
+            f"• {problem.ref} {_(CATEGORY_LABELS[problem.category])} — "
+            f"{_(PROBLEM_STATUS_LABELS[problem.status])}{due} — {html.escape(description)}"
         )
     if len(card.problems) < sum(card.problem_counts.values()):
         lines.append(_more(_, sum(card.problem_counts.values()) - len(card.problems)))
@@ -494,7 +464,7 @@ def enterprise_lines(card: EnterpriseDetails, context: BotContext) -> list[str]:
     for service in card.services:
         item = service.item_en if context.locale == "en" else service.item_zh
         lines.append(
-            f"• {service.ref} {html.escape(item)} — {_(SERVICE_STATUS_NAMES[service.status])} · "
+            f"• {service.ref} {html.escape(item)} — {_(SERVICE_STATUS_LABELS[service.status])} · "
             f"{_day(service.created_at, context)}"
         )
     if len(card.services) < card.service_count:
@@ -593,7 +563,7 @@ def _stale_line(item: StaleEnterprise, context: BotContext) -> str:
 def liaison_lines(report: LiaisonReport, context: BotContext) -> list[str]:
     _, user, a = context._, report.user, report.activity
     unit = user.department or user.community
-    head = f"<b>{html.escape(user.name)}</b>（{_(ROLE_NAMES[user.role])}" + (
+    head = f"<b>{html.escape(user.name)}</b>（{_(ROLE_LABELS[user.role])}" + (
         f"，{html.escape(unit)}）" if unit else "）"
     )
     if not user.active:
@@ -617,7 +587,7 @@ def liaison_lines(report: LiaisonReport, context: BotContext) -> list[str]:
             lines.append(_more(_, a.stale_count - len(a.stale)))
     open_total = sum(a.open_problems.values())
     detail = " · ".join(
-        f"{_(PROBLEM_STATUS_NAMES[s])} {a.open_problems[s]}"
+        f"{_(PROBLEM_STATUS_LABELS[s])} {a.open_problems[s]}"
         for s in PENDING_PROBLEMS
         if a.open_problems.get(s)
     )
@@ -722,7 +692,7 @@ async def cmd_liaison(update: Update, context: BotContext) -> None:
 
 def _person_label(user: User, _: Translator) -> str:
     unit = user.department or user.community
-    return f"{user.name}（{_(ROLE_NAMES[user.role])}" + (f"，{unit}）" if unit else "）")
+    return f"{user.name}（{_(ROLE_LABELS[user.role])}" + (f"，{unit}）" if unit else "）")
 
 
 async def _cb_liaison(update: Update, context: BotContext, user_id: int, code: str) -> None:
@@ -748,7 +718,7 @@ async def _cb_liaison(update: Update, context: BotContext, user_id: int, code: s
 # -- /coverage ----------------------------------------------------------------------------------------
 def _org_counts(party_org: dict[PartyOrg, int], _: Translator) -> str:
     order = (PartyOrg.standalone, PartyOrg.joint, PartyOrg.affiliated, PartyOrg.none)
-    return " · ".join(f"{_(PARTY_ORG_NAMES[s])} {party_org.get(s, 0)}" for s in order)
+    return " · ".join(f"{_(PARTY_ORG_LABELS[s])} {party_org.get(s, 0)}" for s in order)
 
 
 def coverage_lines(report: CoverageReport, context: BotContext, today: date) -> list[str]:
@@ -818,7 +788,7 @@ def trends_lines(report: TrendsReport, context: BotContext) -> list[str]:
     lines = [
         head,
         _("By category: {list}").format(
-            list=" · ".join(f"{_(CATEGORY_NAMES[c])} {n}" for c, n in report.categories)
+            list=" · ".join(f"{_(CATEGORY_LABELS[c])} {n}" for c, n in report.categories)
         ),
         _("By community: {list}").format(
             list=" · ".join(f"{_esc(c, _('(no community)'))} {n}" for c, n in report.communities[:15])
@@ -834,7 +804,7 @@ def trends_lines(report: TrendsReport, context: BotContext) -> list[str]:
         lines.append(
             _("{rank}. {category} × {community}: {problems} problems at {enterprises} enterprises").format(
                 rank=i,
-                category=_(CATEGORY_NAMES[combo.category]),
+                category=_(CATEGORY_LABELS[combo.category]),
                 community=_esc(combo.community, _("(no community)")),
                 problems=combo.problems,
                 enterprises=combo.enterprises,

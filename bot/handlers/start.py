@@ -11,9 +11,9 @@ from telegram.error import TelegramError
 
 from bot.commands import commands_for
 from bot.context import BotContext
-from bot.i18n import N_, gettext_for
+from bot.i18n import gettext_for
 from bot.keyboards import Prefix, button, markup
-from bot.storage.enums import Role
+from bot.labels import ROLE_LABELS
 from bot.storage.models import User
 from bot.storage.users import InviteOutcome, accept_invite, set_locale
 
@@ -21,19 +21,13 @@ log = logging.getLogger(__name__)
 
 TOKEN_FORMAT = re.compile(r"[A-Za-z0-9_\-]{16,64}")
 LANGUAGE_NAMES = {"zh_CN": "中文", "en": "English"}
-ROLE_NAMES = {
-    Role.admin: N_("administrator"),
-    Role.supervisor: N_("supervisor"),
-    Role.liaison: N_("party-building liaison"),
-    Role.instructor: N_("party-building instructor"),
-}
 
 
 def help_text(user: User, locale: str) -> str:
     _ = gettext_for(locale)
     lines = [
         _("Hello, {name} ({role}). What I can do for you:").format(
-            name=html.escape(user.name), role=_(ROLE_NAMES[user.role])
+            name=html.escape(user.name), role=_(ROLE_LABELS[user.role])
         )
     ]
     lines += [f"/{c.name} — {_(c.description)}" for c in commands_for(user.role)]

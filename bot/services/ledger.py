@@ -41,9 +41,18 @@ from openpyxl.utils import get_column_letter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import N_, Translator, gettext_for
+from bot.labels import (
+    CATEGORY_LABELS,
+    PARTY_ORG_LABELS,
+    PROBLEM_STATUS_LABELS,
+    ROLE_LABELS,
+    SERVICE_STATUS_LABELS,
+    STAGE_LABELS,
+    TOPIC_LABELS,
+)
 from bot.services.periods import Period, PeriodKind
 from bot.storage import ledger_queries as q
-from bot.storage.enums import PartyOrg, ProblemCategory, ProblemStatus, Role, ServiceStatus, Stage, VisitTopic
+from bot.storage.enums import ProblemStatus, VisitTopic
 from bot.storage.ledger_queries import DbRow
 from bot.storage.reports import period_totals
 
@@ -53,54 +62,6 @@ TELEGRAM_LIMIT = 50 * 1000 * 1000  # bytes: the Bot API's limit for a document a
 CELL_LIMIT = 32_000  # characters: Excel keeps at most 32,767 in a cell
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # -- labels (message ids shared with the flows, so each has one translation) ---------------------------
-CATEGORY_LABELS: dict[ProblemCategory, str] = {
-    ProblemCategory.land: N_("Land"),
-    ProblemCategory.power: N_("Power"),
-    ProblemCategory.transport: N_("Transport"),
-    ProblemCategory.labour: N_("Labour"),
-    ProblemCategory.ip: N_("IP"),
-    ProblemCategory.financing: N_("Financing"),
-    ProblemCategory.licences: N_("Licences"),
-    ProblemCategory.policy: N_("Policy"),
-    ProblemCategory.other: N_("Other"),
-}
-PROBLEM_STATUS_LABELS: dict[ProblemStatus, str] = {
-    ProblemStatus.open: N_("open"),
-    ProblemStatus.in_progress: N_("in progress"),
-    ProblemStatus.returned: N_("returned for correction"),
-    ProblemStatus.resolved: N_("resolved"),
-    ProblemStatus.closed: N_("closed"),
-}
-SERVICE_STATUS_LABELS: dict[ServiceStatus, str] = {
-    ServiceStatus.requested: N_("requested"),
-    ServiceStatus.in_progress: N_("in progress"),
-    ServiceStatus.delivered: N_("delivered"),
-    ServiceStatus.declined: N_("declined"),
-}
-STAGE_LABELS: dict[Stage, str] = {
-    Stage.startup: N_("Startup"),
-    Stage.growth: N_("Growth"),
-    Stage.leading: N_("Leading"),
-}
-PARTY_ORG_LABELS: dict[PartyOrg, str] = {
-    PartyOrg.none: N_("No party organisation yet"),
-    PartyOrg.standalone: N_("Standalone organisation"),
-    PartyOrg.joint: N_("Joint organisation"),
-    PartyOrg.affiliated: N_("Affiliated"),
-}
-TOPIC_LABELS: dict[VisitTopic, str] = {
-    VisitTopic.policy: N_("Policy explanation"),
-    VisitTopic.party_building: N_("Party-organisation building"),
-    VisitTopic.problems: N_("Collecting problems"),
-    VisitTopic.services: N_("Service matching"),
-    VisitTopic.other: N_("Other"),
-}
-ROLE_LABELS: dict[Role, str] = {
-    Role.admin: N_("administrator"),
-    Role.supervisor: N_("supervisor"),
-    Role.liaison: N_("party-building liaison"),
-    Role.instructor: N_("party-building instructor"),
-}
 
 
 class Format(StrEnum):
