@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import logging
+import signal
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +33,8 @@ from bot.storage.enums import Role
 from bot.storage.migrate import SchemaOutdated, ensure_current, upgrade
 from bot.storage.users import create_invite, deactivate_user, list_users
 from bot.web import create_web_app, health
+
+log = logging.getLogger(__name__)
 
 EXIT_USAGE = 2
 NO_TOKEN = (
@@ -216,10 +221,23 @@ def _run(settings: Settings, migrate: bool) -> int:
     asyncio.run(_db_upgrade(settings) if migrate else _check_schema(settings))
     app = build_application(settings)
     if settings.webhook_url:
-        asyncio.run(_serve_webhook(app, settings))
+        try:
+            asyncio.run(_serve_webhook(app, settings))
+        except asyncio.CancelledError:  # a second SIGTERM/SIGINT: stopped at once
+            return 1
     else:  # PTB removes any webhook before it starts polling
         app.run_polling(allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False)
     return 0
+
+
+class _WebhookServer(uvicorn.Server):
+    """uvicorn without its own signal handling: Server.capture_signals re-raises a caught SIGTERM/SIGINT once
+    serve() returns, which kills the process (SIGTERM) or cancels the main task (SIGINT) before the
+    Application is stopped. _serve_webhook handles the signals instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 async def _serve_webhook(app: Any, settings: Settings) -> None:
@@ -234,7 +252,21 @@ async def _serve_webhook(app: Any, settings: Settings) -> None:
         log_config=None,
         lifespan="off",
     )
-    server = uvicorn.Server(config)
+    server = _WebhookServer(config)
+    loop, main = asyncio.get_running_loop(), asyncio.current_task()
+    assert main is not None
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not server.should_exit:
+            log.info("%s: finishing the updates in flight, then stopping (again to stop at once)", sig.name)
+            server.should_exit = True
+        else:
+            log.warning("%s again: stopping at once", sig.name)
+            server.force_exit = True
+            main.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
     async with app:
         await app.post_init(app)
         # One connection: Telegram then delivers updates in order, which the conversations rely on.

@@ -131,8 +131,9 @@ async def seed(session: AsyncSession, *, now: datetime) -> None:
                 enterprise_id=enterprise.id, user_id=instructor.id, role=Role.instructor, start_date=start
             )
         )
-        for _ in range(rng.randint(0, 4)):  # a few weeks of visits; some enterprises never visited
-            when = now - timedelta(days=rng.randint(1, 35), hours=rng.randint(0, 8))
+        # Eight weeks of visits up to today (the chart of /stats shows eight); some enterprises never visited.
+        for _ in range(rng.randint(0, 4)):
+            when = now - timedelta(days=rng.randint(0, 55), hours=rng.randint(1, 8))
             session.add(
                 Visit(
                     enterprise_id=enterprise.id,
@@ -172,7 +173,7 @@ async def seed(session: AsyncSession, *, now: datetime) -> None:
             else None,
         )
         if status is ProblemStatus.resolved:
-            problem.resolved_at = created + timedelta(days=rng.randint(1, 6))
+            problem.resolved_at = min(created + timedelta(days=rng.randint(1, 6)), now - timedelta(hours=1))
             problem.resolution = "已协调相关部门解决"
             problem.funds_wan = Decimal(rng.choice(["0", "5.00", "12.50", "30.00"]))
         session.add(problem)
@@ -197,6 +198,30 @@ async def seed(session: AsyncSession, *, now: datetime) -> None:
                     created_at=problem.resolved_at or created + timedelta(days=1),
                 )
             )
+    # The liaison persona's first enterprise as /visit lists it has an open problem, so that a first /visit
+    # shows the follow-up checkpoint.
+    first = min(enterprises[::4], key=lambda e: (e.name, e.id))
+    created = now - timedelta(days=12)
+    problem = Problem(
+        enterprise_id=first.id,
+        reporter_id=liaisons[0].id,
+        category=ProblemCategory.power,
+        description="变压器容量不足，企业扩产需要增容",
+        status=ProblemStatus.open,
+        created_at=created,
+        updated_at=created,
+    )
+    session.add(problem)
+    await session.flush()
+    session.add(
+        ProblemEvent(
+            problem_id=problem.id,
+            actor_id=liaisons[0].id,
+            kind="created",
+            to_status=ProblemStatus.open,
+            created_at=created,
+        )
+    )
     rows = await session.execute(select(MenuItem.stage, func.min(MenuItem.id)).group_by(MenuItem.stage))
     first_item = {stage: item_id for stage, item_id in rows}
     for enterprise in enterprises[:8]:
@@ -213,7 +238,7 @@ async def seed(session: AsyncSession, *, now: datetime) -> None:
                 status=service_status,
                 created_at=created,
                 updated_at=created,
-                delivered_at=created + timedelta(days=3)
+                delivered_at=min(created + timedelta(days=3), now - timedelta(hours=1))
                 if service_status is ServiceStatus.delivered
                 else None,
             )

@@ -289,8 +289,11 @@ class FlowEngine:
             await drop_draft(session, draft=draft)
             return _Reply(_("Cancelled. Nothing was saved."), None, edit=True)
         pending = step.data.pop("_pending", None)
-        if pending is not None and given == Choice(REPLACE):
-            return await self._begin(step, pending["flow"], pending["args"], update.update_id)
+        if pending is not None and given == Choice(REPLACE):  # the old flow's data must not leak into the new
+            await drop_draft(session, draft=draft)
+            await session.flush()
+            fresh = Step(**{**step.__dict__, "data": {}})
+            return await self._begin(fresh, pending["flow"], pending["args"], update.update_id)
         if given == Choice(BACK) and step.data.get("_trail"):
             draft.step = step.data["_trail"].pop()
             draft.data = step.data
