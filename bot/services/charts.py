@@ -178,7 +178,8 @@ def _render(title: str, panels: list[Panel], empty_text: str) -> bytes:
         else:
             _trend(ax, [d for d in data if isinstance(d, TrendPoint)])
     buf = io.BytesIO()
-    canvas.print_png(buf)  # type: ignore[no-untyped-call]  # not savefig: ignores rc savefig.*
+    # not savefig: ignores rc savefig.*; zlib level 1: a third of the time for ~15 % more bytes
+    canvas.print_png(buf, pil_kwargs={"compress_level": 1})  # type: ignore[no-untyped-call]
     return buf.getvalue()
 
 
