@@ -31,8 +31,9 @@ from bot.flows.invite import InviteFlow
 from bot.flows.problem import ProblemFlow
 from bot.flows.review import ReviewFlow
 from bot.flows.service import ServiceFlow
+from bot.flows.service_review import ServiceReviewFlow
 from bot.flows.visit import VisitFlow
-from bot.handlers import admin, export, field, my, problems, reminders, reports, start
+from bot.handlers import admin, export, field, my, problems, reminders, reports, services, start
 from bot.handlers.errors import on_error
 from bot.i18n import gettext_for
 from bot.keyboards import CallbackData, Prefix, parse
@@ -66,6 +67,7 @@ COMMAND_HANDLERS: dict[str, Handler] = {
     "stats": reports.cmd_stats,
     "pending": problems.cmd_pending,
     "overdue": problems.cmd_overdue,
+    "services": services.cmd_services,
     "enterprise": reports.cmd_enterprise,
     "liaison": reports.cmd_liaison,
     "coverage": reports.cmd_coverage,
@@ -184,7 +186,15 @@ def build_application(
         runtime.clock = clock
     app.bot_data["runtime"] = runtime
     flows = FlowEngine(
-        [InviteFlow(), ProblemFlow(), ServiceFlow(), VisitFlow(), *EDIT_FLOWS, ReviewFlow()],
+        [
+            InviteFlow(),
+            ProblemFlow(),
+            ServiceFlow(),
+            VisitFlow(),
+            *EDIT_FLOWS,
+            ReviewFlow(),
+            ServiceReviewFlow(),
+        ],
         deliver=reminders.deliver_immediate,
     )
     app.bot_data["flows"] = flows

@@ -27,6 +27,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("stats", N_("Weekly statistics"), EVERYONE),
     Command("pending", N_("Pending problems"), SUPERVISION),
     Command("overdue", N_("Overdue problems"), SUPERVISION),
+    Command("services", N_("Pending service requests"), SUPERVISION),
     Command("enterprise", N_("An enterprise's card and history"), EVERYONE),
     Command("liaison", N_("A liaison's or instructor's activity"), SUPERVISION),
     Command("coverage", N_("Party-organisation and visit coverage"), SUPERVISION),

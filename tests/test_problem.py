@@ -488,5 +488,5 @@ async def test_an_enterprise_given_by_argument_is_checked_by_the_flow(
     assert chat.last.text == "您不是该企业的包片人员，无法对其操作。"
     assert any("refused" in r.getMessage() for r in caplog.records if r.name == "bot.flows.problem")
     assert await problems(db) == []
-    async with db() as session:  # no problem draft was started (the engine keeps the /service one)
-        assert list(await session.scalars(select(Draft.flow))) == ["service"]
+    async with db() as session:  # no problem draft was started, and the discarded /service one is gone
+        assert list(await session.scalars(select(Draft.flow))) == []

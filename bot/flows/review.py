@@ -370,7 +370,7 @@ class ReviewFlow(Flow):
                 kind,
                 reporter.id,
                 f"problem:{problem.id}",
-                step.now.isoformat(),
+                f"{kind}.{step.now:%Y%m%d%H%M%S%f}",  # fits Notification.period (30)
                 {"text": text, "buttons": buttons},
                 step.now,
             )

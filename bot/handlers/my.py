@@ -11,13 +11,14 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest
 
 from bot.auth import refuse
 from bot.commands import EVERYONE, STAFF
+from bot.config import Settings
 from bot.context import BotContext
 from bot.flows.edit import (
     funds_text,
@@ -35,6 +36,7 @@ from bot.storage.models import Problem, ProblemEvent, Visit
 from bot.storage.mywork import (
     RECENT_DAYS,
     STALE_DAYS,
+    ServiceRow,
     editable_until,
     get_service_request_for_update,
     get_visit_for_update,
@@ -72,9 +74,12 @@ def _short(text: str, limit: int) -> str:
 
 
 def _age(moment: datetime, context: BotContext) -> str:
-    tz = context.settings.tz
-    days = (context.runtime.now().astimezone(tz).date() - moment.astimezone(tz).date()).days
-    return context._("today") if days <= 0 else context._("{days} d").format(days=days)
+    return age_text(moment, now=context.runtime.now(), tz=context.settings.tz, _=context._)
+
+
+def age_text(moment: datetime, *, now: datetime, tz: tzinfo, _: Translator) -> str:
+    days = (now.astimezone(tz).date() - moment.astimezone(tz).date()).days
+    return _("today") if days <= 0 else _("{days} d").format(days=days)
 
 
 def _flows(context: BotContext) -> FlowEngine:
@@ -99,7 +104,7 @@ def _header(_: Translator, title: str, page: int, total: int) -> str:
     pages = max(1, -(-total // PAGE))
     if pages == 1:
         return f"<b>{title}</b>"
-    return "<b>{title}</b> " + _("(page {page} of {pages})").format(page=page + 1, pages=pages)
+    return f"<b>{title}</b> " + _("(page {page} of {pages})").format(page=page + 1, pages=pages)
 
 
 async def _show(update: Update, text: str, reply_markup: InlineKeyboardMarkup | None) -> None:
@@ -487,14 +492,48 @@ def _visit_view(visit: Visit, enterprise: str, photos: int, action: str, context
 
 # -- service requests ----------------------------------------------------------------------------------
 ServiceAction = Callable[[Update, BotContext, CallbackData], Awaitable[None]]
+# Role -> the card that role sees instead of the requester's one: supervisors' card (requester, history,
+# their actions) is set by bot.handlers.services with `register_service_card` (it imports this module).
+SERVICE_CARDS: dict[Role, ServiceAction] = {}
+
+
+def register_service_card(roles: tuple[Role, ...], handler: ServiceAction) -> None:
+    for role in roles:
+        if role in STAFF or role in SERVICE_CARDS:
+            raise ValueError(f"a service card for {role.value!r} cannot be registered")
+        SERVICE_CARDS[role] = handler
+
+
+def service_card_lines(
+    row: ServiceRow, *, _: Translator, locale: str, now: datetime, settings: Settings
+) -> list[str]:
+    """The lines of a request's card everybody sees (HTML, user text escaped)."""
+    request = row.request
+    lines = [
+        f"<b>{request.ref}</b> · {html.escape(row.item(locale))} · "
+        f"<b>{_(SERVICE_STATUS_LABELS[request.status])}</b>",
+        _("Enterprise: {name}").format(name=html.escape(row.enterprise_name)),
+        _("Requested: {date} ({age})").format(
+            date=local_date(request.created_at, settings),
+            age=age_text(request.created_at, now=now, tz=settings.tz, _=_),
+        ),
+    ]
+    if request.note:
+        lines.append(_("Note: {text}").format(text=html.escape(request.note)))
+    if request.delivered_at:
+        lines.append(_("Delivered: {date}").format(date=local_date(request.delivered_at, settings)))
+    return lines
 
 
 async def _service_view(update: Update, context: BotContext, data: CallbackData) -> None:
     """The request's card: its requester sees it (and may withdraw it while nobody has started on it);
-    supervisors and admins see any request."""
+    supervisors and admins see any request (with their own card when one is registered)."""
     query = update.callback_query
     assert query is not None
     _, settings, user = context._, context.settings, context.user
+    if user.role in SERVICE_CARDS:
+        await SERVICE_CARDS[user.role](update, context, data)
+        return
     async with context.db.begin() as session:
         row = await service_card(session, request_id=data.id)
     if row is None:
@@ -507,18 +546,7 @@ async def _service_view(update: Update, context: BotContext, data: CallbackData)
         )
         await refuse(update, _("Only the person who requested this service can see it here."))
         return
-    lines = [
-        f"<b>{request.ref}</b> · {html.escape(row.item(context.locale))} · "
-        f"<b>{_(SERVICE_STATUS_LABELS[request.status])}</b>",
-        _("Enterprise: {name}").format(name=html.escape(row.enterprise_name)),
-        _("Requested: {date} ({age})").format(
-            date=local_date(request.created_at, settings), age=_age(request.created_at, context)
-        ),
-    ]
-    if request.note:
-        lines.append(_("Note: {text}").format(text=html.escape(request.note)))
-    if request.delivered_at:
-        lines.append(_("Delivered: {date}").format(date=local_date(request.delivered_at, settings)))
+    lines = service_card_lines(row, _=_, locale=context.locale, now=context.runtime.now(), settings=settings)
     rows = []
     if staff:
         if request.status is ServiceStatus.requested:

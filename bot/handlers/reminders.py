@@ -54,9 +54,11 @@ KINDS: dict[str, str] = {
     "returned": N_("Problems returned to me for correction"),
     "assigned": N_("Problems assigned to a department"),
     "closed": N_("Problems closed without resolution"),
+    "service": N_("Service requests moved on"),
 }
 SCHEDULED = {"pending", "overdue", "digest", "coverage"}
-IMMEDIATE = frozenset({"returned", "assigned", "closed", "unreachable"})  # a person's action: sent at once
+# A person's action (a supervisor's on a problem or a service request): sent at once.
+IMMEDIATE = frozenset({"returned", "assigned", "closed", "service", "unreachable"})
 ESCALATION_EVERY_DAYS = 3
 COVERAGE_DAYS = 30
 LIST_LIMIT = 15  # problems listed in one reminder; the rest are counted
