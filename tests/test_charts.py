@@ -8,6 +8,7 @@ import itertools
 import subprocess
 import sys
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -184,3 +185,23 @@ def test_memory_is_flat_over_repeated_renders() -> None:
 async def test_async_wrappers_render_off_the_event_loop() -> None:
     assert (await render_stats_chart_async(_chart())).startswith(PNG_SIGNATURE)
     assert (await render_bar_chart_async("问题类别", [Bar("融资难", 2)], "暂无")).startswith(PNG_SIGNATURE)
+
+
+async def test_the_same_figures_render_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[StatsChart] = []
+    real = charts.render_stats_chart
+
+    def counting(chart: StatsChart) -> bytes:
+        calls.append(chart)
+        return real(chart)
+
+    monkeypatch.setattr(charts, "render_stats_chart", counting)
+    monkeypatch.setattr(charts, "_CACHE", OrderedDict())
+    first = await charts.render_stats_chart_async(_chart())
+    assert await charts.render_stats_chart_async(_chart()) == first and len(calls) == 1
+    other = StatsChart("另一周", [], "趋势", [], "无")
+    assert await charts.render_stats_chart_async(other) != first and len(calls) == 2
+    for n in range(charts.CACHE_SIZE):
+        await charts.render_stats_chart_async(StatsChart(f"第{n}周", [], "趋势", [], "无"))
+    await charts.render_stats_chart_async(_chart())
+    assert len(calls) == 3 + charts.CACHE_SIZE  # the oldest were evicted

@@ -15,6 +15,7 @@ import importlib.util
 import io
 import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -194,9 +195,25 @@ def render_bar_chart(title: str, bars: list[Bar], empty_text: str) -> bytes:
     return _png(title, [("", bars)], empty_text)
 
 
+_CACHE: OrderedDict[str, bytes] = OrderedDict()  # chart content -> PNG, most recently used last
+CACHE_SIZE = 32  # about 5 MB
+
+
 async def render_stats_chart_async(chart: StatsChart) -> bytes:
-    """``render_stats_chart`` on the charts thread; use this from handlers and jobs."""
-    return await asyncio.get_running_loop().run_in_executor(_EXECUTOR, render_stats_chart, chart)
+    """``render_stats_chart`` on the charts thread; use this from handlers and jobs.
+
+    The same figures give the same picture, so recent PNGs are kept by content: supervisors paging back
+    and forth, several of them opening the same week, or the Monday digest to every supervisor of one
+    language render once."""
+    key = repr(chart)
+    if (png := _CACHE.get(key)) is not None:
+        _CACHE.move_to_end(key)
+        return png
+    png = await asyncio.get_running_loop().run_in_executor(_EXECUTOR, render_stats_chart, chart)
+    _CACHE[key] = png
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return png
 
 
 async def render_bar_chart_async(title: str, bars: list[Bar], empty_text: str) -> bytes:
