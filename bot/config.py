@@ -33,7 +33,11 @@ class Settings(BaseSettings):
     invite_ttl_days: int = Field(default=7, ge=1, le=90)
     flow_ttl_hours: int = Field(default=24, ge=1, le=24 * 14)
     edit_window_days: int = Field(default=7, ge=0, le=90)
-    reminder_time: time = time(9, 0)
+    reminder_time: time = time(9, 0)  # the daily list of pending problems and overdue escalations
+    digest_time: time = time(9, 0)  # Mondays: the weekly digest to supervisors
+    coverage_time: time = time(9, 30)  # Mondays: enterprises not visited for `coverage_gap_days`
+    escalation_every_days: int = Field(default=3, ge=1, le=30)
+    coverage_gap_days: int = Field(default=30, ge=7, le=365)
     quiet_start: time = time(21, 0)
     quiet_end: time = time(8, 0)
 

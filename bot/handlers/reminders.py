@@ -59,8 +59,6 @@ KINDS: dict[str, str] = {
 SCHEDULED = {"pending", "overdue", "digest", "coverage"}
 # A person's action (a supervisor's on a problem or a service request): sent at once.
 IMMEDIATE = frozenset({"returned", "assigned", "closed", "service", "unreachable"})
-ESCALATION_EVERY_DAYS = 3
-COVERAGE_DAYS = 30
 LIST_LIMIT = 15  # problems listed in one reminder; the rest are counted
 BUTTONS_LIMIT = 5  # problems with action buttons in one reminder
 LEASE = timedelta(minutes=2)
@@ -129,15 +127,8 @@ def _overdue_push(user: Recipient, item: ProblemItem, today: date, settings: Set
         rows = [_problem_buttons(item, _)]
     else:
         rows = [[(_("Open {ref}").format(ref=item.ref), encode(Prefix.problem, item.id, "view"))]]
-    bucket = days // ESCALATION_EVERY_DAYS  # a new period every 3 days: at most one escalation per 3 days
-    return Push(
-        "overdue",
-        user.id,
-        f"problem:{item.id}",
-        f"{item.due_date.isoformat()}/{bucket}",
-        _payload(text, rows),
-        now,
-    )
+    # One per day by key; `due_pushes` also skips anyone escalated within the last few days.
+    return Push("overdue", user.id, f"problem:{item.id}", today.isoformat(), _payload(text, rows), now)
 
 
 @dataclass
@@ -173,19 +164,19 @@ async def due_pushes(runtime: Runtime, session: Any, *, manual: bool = False) ->
         reporters = await recipients(session, ids={item.reporter_id for item in overdue})
         # At most one escalation per problem and person every 3 days (local days, counted from the last).
         window_start = datetime.combine(
-            today - timedelta(days=ESCALATION_EVERY_DAYS - 1), time(0), settings.tz
+            today - timedelta(days=settings.escalation_every_days - 1), time(0), settings.tz
         )
         recent = await outbox.recently_pushed(session, kind="overdue", since=window_start)
         for item in overdue:
             for user in [reporters.get(item.reporter_id), *supervisors.values()]:
                 if user is not None and (user.id, f"problem:{item.id}") not in recent:
                     due.add(_overdue_push(user, item, today, settings, now), user)
-    digest_at = datetime.combine(monday, settings.reminder_time, settings.tz)
+    digest_at = datetime.combine(monday, settings.digest_time, settings.tz)
     if manual or local >= digest_at:
         await _digests(session, due, settings, now, monday)
-    coverage_at = datetime.combine(monday, _plus(settings.reminder_time, minutes=30), settings.tz)
+    coverage_at = datetime.combine(monday, settings.coverage_time, settings.tz)
     if manual or local >= coverage_at:
-        gaps = await coverage_gaps(session, before=now - timedelta(days=COVERAGE_DAYS))
+        gaps = await coverage_gaps(session, before=now - timedelta(days=settings.coverage_gap_days))
         staff = await recipients(session, ids={gap.user_id for gap in gaps})
         per_user: dict[int, list[Any]] = defaultdict(list)
         for gap in gaps:
@@ -197,7 +188,9 @@ async def due_pushes(runtime: Runtime, session: Any, *, manual: bool = False) ->
                 continue
             _ = gettext_for(user.locale or settings.default_locale)
             lines = [
-                _("Assigned enterprises not visited for {days} days or more:").format(days=COVERAGE_DAYS)
+                _("Assigned enterprises not visited for {days} days or more:").format(
+                    days=settings.coverage_gap_days
+                )
             ]
             for gap in user_gaps[:LIST_LIMIT]:
                 last = (
@@ -250,10 +243,6 @@ async def _digest_chart(runtime: Runtime, code: str, locale: str) -> tuple[bytes
             session, period=week, now=runtime.now(), tz=runtime.settings.tz, scope_user_id=None
         )
     return await render_stats_chart_async(stats_chart(report, _)), html.escape(period_label(week, _))
-
-
-def _plus(at: time, *, minutes: int) -> time:
-    return (datetime.combine(date(2000, 1, 3), at) + timedelta(minutes=minutes)).time()
 
 
 @dataclass
