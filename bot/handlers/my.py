@@ -13,8 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, tzinfo
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.error import BadRequest
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
 from bot.auth import refuse
 from bot.commands import EVERYONE, STAFF
@@ -31,6 +30,7 @@ from bot.flows.engine import FlowEngine
 from bot.i18n import N_, Translator
 from bot.keyboards import CallbackData, Prefix, button, markup
 from bot.labels import CATEGORY_LABELS, PROBLEM_STATUS_LABELS, SERVICE_STATUS_LABELS
+from bot.replies import expired, redraw
 from bot.storage.enums import ProblemStatus, Role, ServiceStatus
 from bot.storage.models import Problem, ProblemEvent, Visit
 from bot.storage.mywork import (
@@ -105,32 +105,6 @@ def _header(_: Translator, title: str, page: int, total: int) -> str:
     if pages == 1:
         return f"<b>{title}</b>"
     return f"<b>{title}</b> " + _("(page {page} of {pages})").format(page=page + 1, pages=pages)
-
-
-async def _show(update: Update, text: str, reply_markup: InlineKeyboardMarkup | None) -> None:
-    """Edit the message the button was on (a no-op if unchanged); send a new one if that is impossible."""
-    query = update.callback_query
-    if query is not None and isinstance(query.message, Message):
-        try:
-            await query.message.edit_text(text, reply_markup=reply_markup)
-            return
-        except BadRequest as exc:
-            if "not modified" in str(exc).lower():
-                return
-            log.info("could not edit message, sending a new one: %s", exc)
-    if update.effective_chat is not None:
-        await update.effective_chat.send_message(text, reply_markup=reply_markup)
-
-
-async def _expired(update: Update, context: BotContext, why: str) -> None:
-    log.warning(
-        "update %s: callback %r refused for user %s: %s",
-        update.update_id,
-        update.callback_query.data if update.callback_query else None,
-        context.user.id,
-        why,
-    )
-    await refuse(update, context._("This action has expired."))
 
 
 # -- /my and its sections ------------------------------------------------------------------------------
@@ -298,12 +272,12 @@ async def cb_my(update: Update, context: BotContext, data: CallbackData) -> None
     assert query is not None
     section = data.arg or "home"
     if section != "home" and section not in SECTIONS:
-        await _expired(update, context, "unknown section")
+        await expired(update, context, "unknown section")
         return
     page = min(data.id, 10_000)
     text, reply_markup = await (_overview(context) if section == "home" else SECTIONS[section](context, page))
     await query.answer()
-    await _show(update, text, reply_markup)
+    await redraw(update, text, reply_markup)
 
 
 # -- problems ------------------------------------------------------------------------------------------
@@ -373,7 +347,7 @@ async def cb_my_problem(update: Update, context: BotContext, data: CallbackData)
     _ = context._
     action = data.arg or "view"
     if action != "view" and action not in PROBLEM_FLOWS:
-        await _expired(update, context, "unknown problem action")
+        await expired(update, context, "unknown problem action")
         return
     async with context.db.begin() as session:
         found = await problem_card(session, problem_id=data.id)
@@ -397,7 +371,7 @@ async def cb_my_problem(update: Update, context: BotContext, data: CallbackData)
         return
     if action == "view":
         await query.answer()
-        await _show(update, text, reply_markup)
+        await redraw(update, text, reply_markup)
         return
     await _flows(context).start(update, context, PROBLEM_FLOWS[action], {"problem_id": data.id})
 
@@ -410,7 +384,7 @@ async def cb_visit(update: Update, context: BotContext, data: CallbackData) -> N
     _, settings, now = context._, context.settings, context.runtime.now()
     action = data.arg or "view"
     if action not in ("view", "edit", "withdraw", "withdraw_yes"):
-        await _expired(update, context, "unknown visit action")
+        await expired(update, context, "unknown visit action")
         return
     text, reply_markup = "", None
     async with context.db.begin() as session:
@@ -439,7 +413,7 @@ async def cb_visit(update: Update, context: BotContext, data: CallbackData) -> N
         await _flows(context).start(update, context, "visit_edit", {"visit_id": data.id})
         return
     await query.answer()
-    await _show(update, text, reply_markup)
+    await redraw(update, text, reply_markup)
 
 
 def _visit_view(visit: Visit, enterprise: str, photos: int, action: str, context: BotContext) -> View:
@@ -537,7 +511,7 @@ async def _service_view(update: Update, context: BotContext, data: CallbackData)
     async with context.db.begin() as session:
         row = await service_card(session, request_id=data.id)
     if row is None:
-        await _expired(update, context, "no such service request")
+        await expired(update, context, "no such service request")
         return
     request, staff = row.request, user.role in STAFF
     if staff and request.requester_id != user.id:
@@ -553,7 +527,7 @@ async def _service_view(update: Update, context: BotContext, data: CallbackData)
             rows.append([button(_("↩ Withdraw the request"), Prefix.service, request.id, "withdraw")])
         rows.append([button(_("« My services"), Prefix.my, 0, "sv")])
     await query.answer()
-    await _show(update, "\n".join(lines), markup(rows) if rows else None)
+    await redraw(update, "\n".join(lines), markup(rows) if rows else None)
 
 
 async def _service_withdraw(update: Update, context: BotContext, data: CallbackData) -> None:
@@ -599,7 +573,7 @@ async def _service_withdraw(update: Update, context: BotContext, data: CallbackD
         await refuse(update, refusal)
         return
     await query.answer()
-    await _show(update, text, reply_markup)
+    await redraw(update, text, reply_markup)
 
 
 # Action -> (roles allowed, handler). Supervisors' actions (e.g. delivered / declined) are added with
@@ -621,7 +595,7 @@ async def cb_service(update: Update, context: BotContext, data: CallbackData) ->
     """`sv:<request id>:<action>` — actions on a service request, dispatched by action and role."""
     route = SERVICE_ACTIONS.get(data.arg or "view")
     if route is None:
-        await _expired(update, context, "unknown service action")
+        await expired(update, context, "unknown service action")
         return
     roles, handler = route
     if context.user.role not in roles:

@@ -21,14 +21,14 @@ from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.error import BadRequest
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
 from bot.context import BotContext
 from bot.flows.engine import FlowEngine
 from bot.i18n import N_, Translator
 from bot.keyboards import CallbackData, Prefix, button, markup
 from bot.labels import CATEGORY_LABELS, PROBLEM_STATUS_LABELS
+from bot.replies import expired, redraw
 from bot.storage.enums import ProblemCategory, ProblemStatus
 from bot.storage.models import Problem
 from bot.storage.problem_queries import (
@@ -103,35 +103,6 @@ def _due_text(due: date | None, status: ProblemStatus, today: date, _: Translato
     if days:
         return _("{date} (overdue by {days} days)").format(date=due.isoformat(), days=days)
     return due.isoformat()
-
-
-async def _refuse(update: Update, context: BotContext, reason: str) -> None:
-    query = update.callback_query
-    assert query is not None
-    log.warning(
-        "update %s: problem callback %r refused for user %s (%s)",
-        update.update_id,
-        query.data,
-        context.user.id,
-        reason,
-    )
-    await query.answer(context._("This action has expired."), show_alert=True)
-
-
-async def _edit(update: Update, text: str, reply_markup: InlineKeyboardMarkup | None) -> None:
-    """Redraw the message the button was on (a new message if it cannot be edited any more)."""
-    query = update.callback_query
-    assert query is not None
-    if isinstance(query.message, Message):
-        try:
-            await query.message.edit_text(text, reply_markup=reply_markup)
-            return
-        except BadRequest as exc:
-            if "not modified" in str(exc).lower():
-                return
-            log.info("could not edit message, sending a new one: %s", exc)
-    if update.effective_chat is not None:
-        await update.effective_chat.send_message(text, reply_markup=reply_markup)
 
 
 # -- lists ---------------------------------------------------------------------------------------------
@@ -354,14 +325,14 @@ async def cb_problem_list(update: Update, context: BotContext, data: CallbackDat
     assert query is not None
     state = parse_state(data.arg)
     if state is None or data.id > 10_000:
-        await _refuse(update, context, "malformed list state")
+        await expired(update, context, "malformed list state")
         return
     screen = await _list_screen(context, state, data.id)
     if screen is None:
-        await _refuse(update, context, "unknown department")
+        await expired(update, context, "unknown department")
         return
     await query.answer()
-    await _edit(update, *screen)
+    await redraw(update, *screen)
 
 
 # -- the card ------------------------------------------------------------------------------------------
@@ -504,17 +475,17 @@ async def cb_problem(update: Update, context: BotContext, data: CallbackData) ->
     action = data.arg or "view"
     parsed = None if action in ("view", "ref") else parse_action(action)
     if (action not in ("view", "ref") and parsed is None) or not 0 < data.id <= MAX_ID:
-        await _refuse(update, context, "malformed action")
+        await expired(update, context, "malformed action")
         return
     screen = await card_screen(context, data.id)
     if screen is None:
-        await _refuse(update, context, "no such problem")
+        await expired(update, context, "no such problem")
         return
     card, text, reply_markup = screen.card, screen.text, screen.markup
     if parsed is None:
         await query.answer()
         if action == "ref":
-            await _edit(update, text, reply_markup)
+            await redraw(update, text, reply_markup)
         else:
             assert update.effective_chat is not None
             await update.effective_chat.send_message(text, reply_markup=reply_markup)
@@ -530,7 +501,7 @@ async def cb_problem(update: Update, context: BotContext, data: CallbackData) ->
             card.problem.status,
         )
         await query.answer(changed_text(card.problem.status, _), show_alert=True)
-        await _edit(update, text, reply_markup)
+        await redraw(update, text, reply_markup)
         return
     args = {"problem_id": card.problem.id, "action": verb, "expected": seen.value}
     if to is not None:

@@ -25,8 +25,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.error import BadRequest
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
 from bot.commands import SUPERVISION
 from bot.config import Settings
@@ -42,6 +41,7 @@ from bot.handlers.reminders import deliver_immediate
 from bot.i18n import N_, Translator, gettext_for
 from bot.keyboards import MAX_ID, CallbackData, Prefix, button, markup
 from bot.labels import SERVICE_STATUS_LABELS
+from bot.replies import expired, redraw
 from bot.storage import outbox
 from bot.storage.enums import ServiceStatus
 from bot.storage.models import ServiceRequest, User
@@ -106,35 +106,6 @@ def done_text(to: ServiceStatus, *, told: bool, _: Translator) -> str:
 def action_arg(to: ServiceStatus, seen: ServiceStatus) -> str:
     verb = next(verb for verb, status in VERBS.items() if status is to)
     return f"{verb}.{seen.value}"
-
-
-async def _refuse(update: Update, context: BotContext, why: str) -> None:
-    query = update.callback_query
-    assert query is not None
-    log.warning(
-        "update %s: service callback %r refused for user %s (%s)",
-        update.update_id,
-        query.data,
-        context.user.id,
-        why,
-    )
-    await query.answer(context._("This action has expired."), show_alert=True)
-
-
-async def _edit(update: Update, text: str, reply_markup: InlineKeyboardMarkup | None) -> None:
-    """Redraw the message the button was on (a new message if it cannot be edited any more)."""
-    query = update.callback_query
-    assert query is not None
-    if isinstance(query.message, Message):
-        try:
-            await query.message.edit_text(text, reply_markup=reply_markup)
-            return
-        except BadRequest as exc:
-            if "not modified" in str(exc).lower():
-                return
-            log.info("could not edit message, sending a new one: %s", exc)
-    if update.effective_chat is not None:
-        await update.effective_chat.send_message(text, reply_markup=reply_markup)
 
 
 # -- the list ------------------------------------------------------------------------------------------
@@ -202,11 +173,11 @@ async def _cb_list(update: Update, context: BotContext, data: CallbackData) -> N
     query = update.callback_query
     assert query is not None
     if data.id > MAX_PAGE:
-        await _refuse(update, context, "page out of range")
+        await expired(update, context, "page out of range")
         return
     text, reply_markup = await _list_screen(context, data.id)
     await query.answer()
-    await _edit(update, text, reply_markup)
+    await redraw(update, text, reply_markup)
 
 
 # -- the card ------------------------------------------------------------------------------------------
@@ -277,12 +248,12 @@ async def _cb_view(update: Update, context: BotContext, data: CallbackData) -> N
         async with context.db() as session:
             card = await service_review_card(session, request_id=data.id)
     if card is None:
-        await _refuse(update, context, "no such service request")
+        await expired(update, context, "no such service request")
         return
     text, reply_markup = _screen(card, context)
     await query.answer()
     if data.arg == "ref":
-        await _edit(update, text, reply_markup)
+        await redraw(update, text, reply_markup)
     else:
         assert update.effective_chat is not None
         await update.effective_chat.send_message(text, reply_markup=reply_markup)
@@ -342,7 +313,7 @@ async def _cb_in_progress(update: Update, context: BotContext, data: CallbackDat
     assert query is not None
     _, user, now = context._, context.user, context.runtime.now()
     if not 0 < data.id <= MAX_ID:
-        await _refuse(update, context, "bad id")
+        await expired(update, context, "bad id")
         return
     seen = SS(data.arg.split(".", 1)[1])
     changed: ServiceStatus | None = None
@@ -366,7 +337,7 @@ async def _cb_in_progress(update: Update, context: BotContext, data: CallbackDat
                 await outbox.enqueue(session, [push] if push else [])
                 told = push is not None
     if request is None or card is None:
-        await _refuse(update, context, "no such service request")
+        await expired(update, context, "no such service request")
         return
     text, reply_markup = _screen(card, context)
     if changed is not None:
@@ -376,7 +347,7 @@ async def _cb_in_progress(update: Update, context: BotContext, data: CallbackDat
         await query.answer(changed_text(changed, _), show_alert=True)
     else:
         await query.answer(done_text(SS.in_progress, told=told, _=_))
-    await _edit(update, text, reply_markup)
+    await redraw(update, text, reply_markup)
     if told:
         await deliver_immediate(context)
 
@@ -398,13 +369,13 @@ async def _cb_flow_action(update: Update, context: BotContext, data: CallbackDat
                 since=context.runtime.now() - timedelta(hours=context.settings.flow_ttl_hours),
             )
     if card is None:
-        await _refuse(update, context, "no such service request")
+        await expired(update, context, "no such service request")
         return
     status = card.row.request.status
     if status is not seen:
         log.info("update %s: %s on %s seen as %s, now %s", update.update_id, verb, data.id, seen, status)
         await query.answer(changed_text(status, _), show_alert=True)
-        await _edit(update, *_screen(card, context))
+        await redraw(update, *_screen(card, context))
         return
     args: dict[str, Any] = {"request_id": data.id, "action": FLOW_ACTIONS[to], "expected": seen.value}
     # A second tap while the first one's conversation runs: do not start it again.
