@@ -12,7 +12,7 @@ from bot.i18n import N_
 from bot.storage.enums import Role
 from bot.storage.users import create_invite
 
-ROLE_LABELS = {
+ROLE_CHOICES = {
     Role.liaison: N_("Liaison (department)"),
     Role.instructor: N_("Instructor (community)"),
     Role.supervisor: N_("Supervisor"),
@@ -36,7 +36,7 @@ class InviteFlow(Flow):
         if name == "role":
             return Screen(
                 _("Whom do you want to invite? Choose the role:"),
-                [[(_(label), f"role.{role.value}")] for role, label in ROLE_LABELS.items()],
+                [[(_(label), f"role.{role.value}")] for role, label in ROLE_CHOICES.items()],
             )
         if name == "name":
             return Screen(
@@ -50,7 +50,7 @@ class InviteFlow(Flow):
         unit = step.data.get("unit")
         text = _("Invite {name} as {role}{unit}?").format(
             name=html.escape(step.data["name"]),
-            role=_(ROLE_LABELS[role]),
+            role=_(ROLE_CHOICES[role]),
             unit=f" — {html.escape(unit)}" if unit else "",
         )
         return Screen(text, [[(_("✔ Create the invite link"), "confirm")]])
