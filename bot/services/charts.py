@@ -21,12 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.font_manager import FontProperties
-from matplotlib.ft2font import FT2Font
+if TYPE_CHECKING:  # matplotlib is imported on first use: it costs ~25 MB a bot that never draws need not pay
+    from matplotlib.axes import Axes
+    from matplotlib.font_manager import FontProperties
 
 WIDTH_PX = 1080
 DPI = 150
@@ -72,11 +71,15 @@ def cjk_font_path() -> Path:
 
 @cache
 def _font(size: float) -> FontProperties:
+    from matplotlib.font_manager import FontProperties
+
     return FontProperties(fname=cjk_font_path(), size=size)
 
 
 @cache
 def _charset() -> frozenset[int]:
+    from matplotlib.ft2font import FT2Font
+
     return frozenset(FT2Font(str(cjk_font_path())).get_charmap())
 
 
@@ -162,6 +165,9 @@ def _render(title: str, panels: list[Panel], empty_text: str) -> bytes:
         layout.append((head, data, y, body))
         y += body + (0.45 if is_trend else 0.0) + _GAP  # trend: room for the week labels
     total = round(y * DPI) / DPI  # whole pixels
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(_W, total), dpi=DPI, facecolor="white")
     canvas = FigureCanvasAgg(fig)
     fig.text(0.04, 1 - 0.3 / total, title_text, va="top", fontproperties=_font(_TITLE))
