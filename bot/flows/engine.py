@@ -282,9 +282,6 @@ class FlowEngine:
         # itself and skips the UPDATE (e.g. Back only pops the shared `_trail` list).
         step = self._step(session, context, copy.deepcopy(draft.data), update)
         step.notify = pushes
-        draft.last_update_id = update.update_id
-        draft.updated_at = now
-        draft.version += 1
         if given == Choice(CANCEL):
             await drop_draft(session, draft=draft)
             return _Reply(_("Cancelled. Nothing was saved."), None, edit=True)
@@ -295,10 +292,12 @@ class FlowEngine:
             fresh = Step(**{**step.__dict__, "data": {}})
             return await self._begin(fresh, pending["flow"], pending["args"], update.update_id)
         if given == Choice(BACK) and step.data.get("_trail"):
+            self._touch(draft, update, step)
             draft.step = step.data["_trail"].pop()
             draft.data = step.data
             return await self._screen(flow, step, draft, notice=None, edit=button is not None)
         if pending is not None or given in (Choice(RESUME), Choice(BACK)):
+            self._touch(draft, update, step)
             draft.data = step.data
             return await self._screen(flow, step, draft, notice=None, edit=button is not None)
         outcome = await flow.handle(step, draft.step, given)
@@ -317,10 +316,11 @@ class FlowEngine:
             fresh = Step(**{**step.__dict__, "data": {}})
             return await self._begin(fresh, outcome.flow, outcome.args, update.update_id)
         if isinstance(outcome, Goto) and outcome.quiet and update.callback_query is None:
-            draft.version -= 1  # the screen shown last stays the current one
+            self._touch(draft, update, step, new_screen=False)  # the screen shown last stays the current one
             draft.step = outcome.step
             draft.data = step.data
             return None
+        self._touch(draft, update, step)
         if isinstance(outcome, Goto):
             if outcome.remember and outcome.step != draft.step:
                 step.data.setdefault("_trail", []).append(draft.step)
@@ -329,6 +329,16 @@ class FlowEngine:
             return await self._screen(flow, step, draft, notice=None, edit=edit)
         draft.data = step.data
         return await self._screen(flow, step, draft, notice=outcome.message, edit=False)
+
+    @staticmethod
+    def _touch(draft: Draft, update: Update, step: Step, *, new_screen: bool = True) -> None:
+        """The draft lives on: remember this update (redeliveries are ignored) and, when a new screen is
+        shown, expire the buttons of the previous one. Done only now, after the step, so a step that
+        finishes the flow never writes a draft it is about to delete."""
+        draft.last_update_id = update.update_id
+        draft.updated_at = step.now
+        if new_screen:
+            draft.version += 1
 
     async def _begin(self, step: Step, flow_name: str, args: dict[str, Any], update_id: int) -> _Reply:
         flow = self.flows[flow_name]
