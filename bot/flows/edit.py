@@ -20,14 +20,13 @@ from bot.services.money import AmountError, parse_wan
 from bot.storage.enums import ProblemStatus, VisitTopic
 from bot.storage.models import Problem, User, Visit
 from bot.storage.mywork import (
-    add_progress,
     correct_problem,
     edit_visit,
     editable_until,
     get_visit_for_update,
     last_event,
 )
-from bot.storage.problems import PENDING, TransitionError, get_problem_for_update, resolve
+from bot.storage.problems import PENDING, TransitionError, add_progress, get_problem_for_update, resolve
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from bot.storage.models import (
     ServiceRequest,
     Visit,
 )
-from bot.storage.problems import PENDING, add_event, change_status
+from bot.storage.problems import PENDING, change_status
 
 SERVICE_PENDING = (ServiceStatus.requested, ServiceStatus.in_progress)
 STALE_DAYS = 30  # an assigned enterprise not visited for this long is flagged in the overview
@@ -329,24 +329,6 @@ async def withdraw_visit(session: AsyncSession, visit: Visit, *, actor_id: int, 
         now=now,
         details={"before": {"withdrawn_at": None}, "after": {"withdrawn_at": now.isoformat()}},
     )
-
-
-def add_progress(session: AsyncSession, problem: Problem, *, note: str, actor_id: int, now: datetime) -> None:
-    """A progress note; an `open` problem thereby moves to `in_progress` (one event records both)."""
-    if problem.status is ProblemStatus.open:
-        change_status(
-            session,
-            problem,
-            to=ProblemStatus.in_progress,
-            actor_id=actor_id,
-            now=now,
-            note=note,
-            kind="progress",
-            expected=ProblemStatus.open,
-        )
-        return
-    add_event(session, problem, actor_id=actor_id, kind="progress", now=now, note=note)
-    problem.updated_at = now
 
 
 async def correct_problem(

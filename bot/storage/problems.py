@@ -140,6 +140,24 @@ def resolve(
     problem.funds_wan = funds_wan
 
 
+def add_progress(session: AsyncSession, problem: Problem, *, note: str, actor_id: int, now: datetime) -> None:
+    """A progress note; an `open` problem thereby moves to `in_progress` (one event records both)."""
+    if problem.status is ProblemStatus.open:
+        change_status(
+            session,
+            problem,
+            to=ProblemStatus.in_progress,
+            actor_id=actor_id,
+            now=now,
+            note=note,
+            kind="progress",
+            expected=ProblemStatus.open,
+        )
+        return
+    add_event(session, problem, actor_id=actor_id, kind="progress", now=now, note=note)
+    problem.updated_at = now
+
+
 async def history(session: AsyncSession, *, problem_id: int) -> list[ProblemEvent]:
     rows = await session.scalars(
         select(ProblemEvent).where(ProblemEvent.problem_id == problem_id).order_by(ProblemEvent.id)
