@@ -22,13 +22,13 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.error import BadRequest
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
 from bot.config import Settings
 from bot.context import BotContext
 from bot.i18n import Translator
 from bot.keyboards import Prefix, encode, parse
+from bot.replies import redraw
 from bot.storage import outbox
 from bot.storage.drafts import draft_for_update, drop_draft, replace_draft
 from bot.storage.models import Draft, User
@@ -417,13 +417,8 @@ class FlowEngine:
             await query.answer(reply.alert, show_alert=bool(reply.alert))
             if reply.alert:
                 return
-            if reply.edit and isinstance(query.message, Message):
-                try:
-                    await query.message.edit_text(reply.text, reply_markup=reply.markup)
-                    return
-                except BadRequest as exc:
-                    if "not modified" in str(exc).lower():
-                        return
-                    log.info("could not edit message, sending a new one: %s", exc)
+            if reply.edit:
+                await redraw(update, reply.text, reply.markup)
+                return
         if update.effective_chat is not None and reply.text:
             await update.effective_chat.send_message(reply.text, reply_markup=reply.markup)
