@@ -63,7 +63,9 @@ async def cmd_export(update: Update, context: BotContext) -> None:
     except TelegramError as exc:  # only a courtesy
         log.info("chat action failed: %s", exc)
     with tempfile.TemporaryDirectory(prefix="ledger-") as directory:
-        async with context.db() as session:
+        # A session of its own, not the update's unit of work: the ledger reads from one REPEATABLE READ
+        # snapshot, which must be chosen before the transaction's first statement.
+        async with context.runtime.db() as session:
             ledger = await export_ledger(
                 session,
                 period=period,
