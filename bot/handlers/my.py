@@ -48,6 +48,7 @@ from bot.storage.mywork import (
     overview,
     problem_card,
     recent_events,
+    returned_problems,
     service_card,
     visit_card,
     withdraw_service_request,
@@ -110,11 +111,9 @@ def _header(_: Translator, title: str, page: int, total: int) -> str:
 # -- /my and its sections ------------------------------------------------------------------------------
 async def _overview(context: BotContext) -> View:
     _, user = context._, context.user
-    async with context.db.begin() as session:
+    async with context.db() as session:
         counts = await overview(session, user_id=user.id, now=context.runtime.now())
-        returned, _total = await my_open_problems(
-            session, user_id=user.id, offset=0, limit=3, returned_only=True
-        )
+        returned = await returned_problems(session, user_id=user.id, limit=3) if counts.returned else []
     lines = [_("<b>My work</b> — {name}").format(name=html.escape(user.name))]
     line = _("Enterprises: {count}").format(count=counts.enterprises)
     if counts.not_visited:

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import BindParameter
 
 from bot.storage.audit import record
 from bot.storage.enums import ProblemStatus, ServiceStatus
@@ -62,7 +63,7 @@ class ServiceRow:
         return self.item_en if locale == "en" else self.item_zh
 
 
-def _my_enterprise_ids(user_id: int) -> Select[Any]:
+def _my_enterprise_ids(user_id: int | BindParameter[Any]) -> Select[Any]:
     return select(Assignment.enterprise_id).where(
         Assignment.user_id == user_id, Assignment.end_date.is_(None)
     )
@@ -72,36 +73,47 @@ def _counted_visit() -> Any:
     return Visit.withdrawn_at.is_(None)
 
 
-async def overview(session: AsyncSession, *, user_id: int, now: datetime) -> Overview:
-    stale_since = now - timedelta(days=STALE_DAYS)
-    recent_since = now - timedelta(days=RECENT_DAYS)
+def _overview_statement() -> Select[Any]:
+    """Built once: /my is the most frequent read, and building this statement (six subqueries) costs more
+    than the database takes to answer it."""
+    user_id: BindParameter[int] = bindparam("user_id")
     mine = _my_enterprise_ids(user_id)
     visited_lately = (
         select(Visit.id)
-        .where(Visit.enterprise_id == Enterprise.id, _counted_visit(), Visit.visited_at >= stale_since)
+        .where(
+            Visit.enterprise_id == Enterprise.id,
+            _counted_visit(),
+            Visit.visited_at >= bindparam("stale_since"),
+        )
         .exists()
     )
     pending_problems = select(func.count(Problem.id)).where(
         Problem.reporter_id == user_id, Problem.status.in_(PENDING)
     )
-    row = (
-        await session.execute(
-            select(
-                select(func.count(Enterprise.id)).where(Enterprise.id.in_(mine)).scalar_subquery(),
-                select(func.count(Enterprise.id))
-                .where(Enterprise.id.in_(mine), ~visited_lately)
-                .scalar_subquery(),
-                pending_problems.scalar_subquery(),
-                pending_problems.where(Problem.status == ProblemStatus.returned).scalar_subquery(),
-                select(func.count(ServiceRequest.id))
-                .where(ServiceRequest.requester_id == user_id, ServiceRequest.status.in_(SERVICE_PENDING))
-                .scalar_subquery(),
-                select(func.count(Visit.id))
-                .where(Visit.user_id == user_id, _counted_visit(), Visit.visited_at >= recent_since)
-                .scalar_subquery(),
-            )
-        )
-    ).one()
+    return select(
+        select(func.count(Enterprise.id)).where(Enterprise.id.in_(mine)).scalar_subquery(),
+        select(func.count(Enterprise.id)).where(Enterprise.id.in_(mine), ~visited_lately).scalar_subquery(),
+        pending_problems.scalar_subquery(),
+        pending_problems.where(Problem.status == ProblemStatus.returned).scalar_subquery(),
+        select(func.count(ServiceRequest.id))
+        .where(ServiceRequest.requester_id == user_id, ServiceRequest.status.in_(SERVICE_PENDING))
+        .scalar_subquery(),
+        select(func.count(Visit.id))
+        .where(Visit.user_id == user_id, _counted_visit(), Visit.visited_at >= bindparam("recent_since"))
+        .scalar_subquery(),
+    )
+
+
+_OVERVIEW = _overview_statement()
+
+
+async def overview(session: AsyncSession, *, user_id: int, now: datetime) -> Overview:
+    params = {
+        "user_id": user_id,
+        "stale_since": now - timedelta(days=STALE_DAYS),
+        "recent_since": now - timedelta(days=RECENT_DAYS),
+    }
+    row = (await session.execute(_OVERVIEW, params)).one()
     return Overview(*(int(value or 0) for value in row))
 
 
@@ -147,13 +159,24 @@ async def my_enterprises(
 
 
 async def my_open_problems(
-    session: AsyncSession, *, user_id: int, offset: int, limit: int, returned_only: bool = False
+    session: AsyncSession, *, user_id: int, offset: int, limit: int
 ) -> tuple[list[tuple[Problem, str]], int]:
     """My pending problems with their enterprise's name: returned ones first (they wait for me), then
     the oldest first."""
-    statuses = (ProblemStatus.returned,) if returned_only else PENDING
-    where = and_(Problem.reporter_id == user_id, Problem.status.in_(statuses))
+    where = and_(Problem.reporter_id == user_id, Problem.status.in_(PENDING))
     total = await session.scalar(select(func.count(Problem.id)).where(where)) or 0
+    return await _problems_with_names(session, where, offset=offset, limit=limit), total
+
+
+async def returned_problems(session: AsyncSession, *, user_id: int, limit: int) -> list[tuple[Problem, str]]:
+    """My problems returned for correction (they wait for me), the oldest first."""
+    where = and_(Problem.reporter_id == user_id, Problem.status == ProblemStatus.returned)
+    return await _problems_with_names(session, where, offset=0, limit=limit)
+
+
+async def _problems_with_names(
+    session: AsyncSession, where: Any, *, offset: int, limit: int
+) -> list[tuple[Problem, str]]:
     waiting_for_me = (Problem.status == ProblemStatus.returned).desc()
     rows = await session.execute(
         select(Problem, Enterprise.name)
@@ -163,7 +186,7 @@ async def my_open_problems(
         .offset(offset)
         .limit(limit)
     )
-    return [(problem, name) for problem, name in rows], total
+    return [(problem, name) for problem, name in rows]
 
 
 async def my_service_requests(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.storage.audit import record
@@ -17,8 +17,12 @@ from bot.storage.models import Invite, User
 TOKEN_BYTES = 24  # 32 URL-safe characters; Telegram allows up to 64 in a /start payload
 
 
+# Built once: every update starts with this lookup (bot.auth).
+_BY_TELEGRAM_ID = select(User).where(User.telegram_id == bindparam("telegram_id"))
+
+
 async def user_by_telegram_id(session: AsyncSession, *, telegram_id: int) -> User | None:
-    user: User | None = await session.scalar(select(User).where(User.telegram_id == telegram_id))
+    user: User | None = await session.scalar(_BY_TELEGRAM_ID, {"telegram_id": telegram_id})
     return user
 
 
