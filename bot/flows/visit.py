@@ -45,7 +45,6 @@ from bot.storage.visits import (
     open_service_requests,
     problem_of_enterprise,
     update_party_org,
-    visit_by_source,
 )
 
 log = logging.getLogger(__name__)
@@ -655,9 +654,6 @@ class VisitFlow(Flow):
         topics = [VisitTopic(t) for t in data.get("topics", [])]
         if not topics or not data.get("notes"):  # cannot happen through the buttons; a stale draft might
             return Invalid(_("Please choose at least one topic."))
-        existing = await visit_by_source(step.session, chat_id=step.chat_id, message_id=step.message_id)
-        if existing is not None:
-            return Finish(_("This visit is already saved as {ref}.").format(ref=existing.ref))
         location = data.get("location")
         where = (location[0], location[1]) if location else None
         metres = None

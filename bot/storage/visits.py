@@ -49,14 +49,6 @@ async def problem_of_enterprise(
     return found
 
 
-async def visit_by_source(session: AsyncSession, *, chat_id: int, message_id: int) -> Visit | None:
-    """The visit already created from this message, if any (a message creates at most one visit)."""
-    found: Visit | None = await session.scalar(
-        select(Visit).where(Visit.source_chat_id == chat_id, Visit.source_message_id == message_id)
-    )
-    return found
-
-
 async def create_visit(
     session: AsyncSession,
     *,
