@@ -7,6 +7,10 @@ Which rows belong to a period [start, end) (aware UTC bounds from bot.services.p
 * Visits — visited within the period, not withdrawn;
 * Problems — reported within the period or changed within it (any history event), with their full history;
 * Services — requested or delivered within the period.
+
+The busy columns (times, enum values, visit topics) come back as the driver hands them over (`raw`): ISO
+text on SQLite, datetimes on PostgreSQL; enum values as plain strings. Converting 100,000 values through
+SQLAlchemy's type processors cost more than the queries; `bot.services.ledger` reads either form.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, exists, func, or_, select
+from sqlalchemy import Row, Select, and_, exists, func, or_, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.types import NullType
 
 from bot.storage.enums import Role
 from bot.storage.models import (
@@ -42,9 +47,16 @@ def _in(column: Any, start: datetime, end: datetime) -> Any:
     return and_(column >= start, column < end)
 
 
+def raw(column: Any, name: str) -> Any:
+    """The column as the driver returns it, without SQLAlchemy's result processing."""
+    return type_coerce(column, NullType()).label(name)
+
+
 async def stream(session: AsyncSession, stmt: Query, *, batch: int = BATCH) -> AsyncIterator[Sequence[DbRow]]:
-    """The statement's rows in batches, from a server-side cursor (never all in memory)."""
-    result = await session.stream(stmt.execution_options(yield_per=batch))
+    """The statement's rows in batches, from a server-side cursor (never all in memory). Run on the
+    session's connection: plain rows need none of the ORM's result handling."""
+    connection = await session.connection()
+    result = await connection.stream(stmt.execution_options(yield_per=batch))
     async for rows in result.partitions(batch):
         yield rows
 
@@ -90,19 +102,12 @@ async def pending_now(session: AsyncSession, *, today: date) -> tuple[int, int]:
 
 def enterprises(start: datetime, end: datetime) -> Query:
     """name, credit_code, stage, community, address, industry, employees, party_org, party_members,
-    liaison, instructor, visits in period, last visit."""
-    in_period = (
-        select(Visit.enterprise_id, func.count().label("visits"))
-        .where(_in(Visit.visited_at, start, end), Visit.withdrawn_at.is_(None))
-        .group_by(Visit.enterprise_id)
-        .subquery("in_period")
-    )
-    last = (
-        select(Visit.enterprise_id, func.max(Visit.visited_at).label("last_visit"))
-        .where(Visit.withdrawn_at.is_(None), Visit.visited_at < end)
-        .group_by(Visit.enterprise_id)
-        .subquery("last_visit")
-    )
+    liaison, instructor, visits in period, last visit (raw)."""
+    live = Visit.enterprise_id == Enterprise.id, Visit.withdrawn_at.is_(None)
+    # Correlated subqueries: an index lookup per enterprise (ix_visits_live_enterprise) instead of grouping
+    # every visit of the two years.
+    in_period = select(func.count()).where(*live, _in(Visit.visited_at, start, end)).correlate(Enterprise)
+    last = select(func.max(Visit.visited_at)).where(*live, Visit.visited_at < end).correlate(Enterprise)
     columns: list[Any] = []
     joins: list[tuple[Any, Any]] = []
     for role in (Role.liaison, Role.instructor):
@@ -122,43 +127,42 @@ def enterprises(start: datetime, end: datetime) -> Query:
     stmt = select(
         Enterprise.name,
         Enterprise.credit_code,
-        Enterprise.stage,
+        raw(Enterprise.stage, "stage"),
         Enterprise.community,
         Enterprise.address,
         Enterprise.industry,
         Enterprise.employees,
-        Enterprise.party_org,
+        raw(Enterprise.party_org, "party_org"),
         Enterprise.party_members,
         *columns,
-        func.coalesce(in_period.c.visits, 0),
-        last.c.last_visit,
+        in_period.scalar_subquery(),
+        raw(last.scalar_subquery(), "last_visit"),
     ).select_from(Enterprise)
     for target, on in joins:
         stmt = stmt.outerjoin(target, on)
-    stmt = stmt.outerjoin(in_period, in_period.c.enterprise_id == Enterprise.id)
-    stmt = stmt.outerjoin(last, last.c.enterprise_id == Enterprise.id)
     return stmt.order_by(Enterprise.community, Enterprise.name, Enterprise.id)
 
 
 def visits(start: datetime, end: datetime) -> Query:
-    """id, created_at, visited_at, enterprise, credit code, community, visitor, role, department,
-    community of the visitor, topics, notes, party_org, party_members, distance_m, photos."""
+    """id, created_at (raw), visited_at (raw), enterprise, credit code, community, visitor, role (raw),
+    department, community of the visitor, topics (raw), notes, party_org (raw), party_members, distance_m,
+    photos."""
     photos = select(func.count()).where(Attachment.visit_id == Visit.id).correlate(Visit).scalar_subquery()
     return (
         select(
             Visit.id,
-            Visit.created_at,
-            Visit.visited_at,
+            raw(Visit.created_at, "created_at"),
+            raw(Visit.visited_at, "visited_at"),
             Enterprise.name,
             Enterprise.credit_code,
             Enterprise.community,
             User.name,
-            User.role,
+            raw(User.role, "role"),
             User.department,
             User.community,
-            Visit.topics,
+            raw(Visit.topics, "topics"),
             Visit.notes,
-            Visit.party_org,
+            raw(Visit.party_org, "party_org"),
             Visit.party_members,
             Visit.distance_m,
             photos,
@@ -181,15 +185,15 @@ def services_chosen(start: datetime, end: datetime) -> Any:
 
 
 def problems(start: datetime, end: datetime) -> Query:
-    """One row per history event (events in order, problems by id): id, created_at, enterprise, credit
-    code, community, category, description, reporter, status, department, due_date, resolution, funds,
-    resolved_at, then the event's time, actor, kind, from, to and note."""
+    """One row per history event (events in order, problems by id): id, created_at (raw), enterprise,
+    credit code, community, category, description, reporter, status, department, due_date, resolution, funds,
+    resolved_at (raw), then the event's time (raw), actor, kind, from, to and note."""
     chosen = problems_chosen(start, end)
     reporter, actor = aliased(User), aliased(User)
     return (
         select(
             Problem.id,
-            Problem.created_at,
+            raw(Problem.created_at, "created_at"),
             Enterprise.name,
             Enterprise.credit_code,
             Enterprise.community,
@@ -201,8 +205,8 @@ def problems(start: datetime, end: datetime) -> Query:
             Problem.due_date,
             Problem.resolution,
             Problem.funds_wan,
-            Problem.resolved_at,
-            ProblemEvent.created_at,
+            raw(Problem.resolved_at, "resolved_at"),
+            raw(ProblemEvent.created_at, "event_at"),
             actor.name,
             ProblemEvent.kind,
             ProblemEvent.from_status,
@@ -219,12 +223,12 @@ def problems(start: datetime, end: datetime) -> Query:
 
 
 def services(start: datetime, end: datetime) -> Query:
-    """id, created_at, enterprise, credit code, stage, item (zh), item (en), requester, status,
-    delivered_at, note."""
+    """id, created_at (raw), enterprise, credit code, stage, item (zh), item (en), requester, status,
+    delivered_at (raw), note."""
     return (
         select(
             ServiceRequest.id,
-            ServiceRequest.created_at,
+            raw(ServiceRequest.created_at, "created_at"),
             Enterprise.name,
             Enterprise.credit_code,
             Enterprise.stage,
@@ -232,7 +236,7 @@ def services(start: datetime, end: datetime) -> Query:
             MenuItem.name_en,
             User.name,
             ServiceRequest.status,
-            ServiceRequest.delivered_at,
+            raw(ServiceRequest.delivered_at, "delivered_at"),
             ServiceRequest.note,
         )
         .join(Enterprise, Enterprise.id == ServiceRequest.enterprise_id)
