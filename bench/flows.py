@@ -467,6 +467,20 @@ def prepared(app: App, updates: list[Update]) -> Runner:
     return run
 
 
+def forgetting(app: App, run: Runner) -> Runner:
+    """`run`, one update at a time, each after the bot forgot who is asking (its identity cache emptied,
+    outside the timed region)."""
+
+    async def forget_and_run(k: int) -> list[float]:
+        latencies = []
+        for _ in range(k):
+            app.bot_data["runtime"].identities.clear()
+            latencies += await run(1)
+        return latencies
+
+    return forget_and_run
+
+
 @dataclass
 class Series:
     name: str
@@ -617,6 +631,8 @@ FLOOR_SELECT = "(b) echo + 1 SELECT by primary key"
 FLOOR_INSERT = "(c) echo + 1 INSERT transaction"
 FLOOR_BUTTON = "(a′) echo a button press: answer + edit, no database"
 READ, WRITE, FLOW = "read: /my", "write: confirm a visit", "whole /visit flow, per update"
+# The first update after IDENTITY_CACHE_SECONDS (or after any change to users) looks the user up again.
+READ_COLD = "read: /my, who-is-asking not remembered"
 
 
 def floor_handlers(db: SessionMaker, user_id: int) -> dict[str, Any]:
@@ -753,6 +769,7 @@ async def _step_series(
 ) -> list[Series]:
     reader = Driver(app, api, seeded.reader)
     reads = [reader.text("/my") for _ in range(n + warm)]
+    cold_reads = [reader.text("/my") for _ in range(n + warm)]
 
     # The write step: each confirmer walks to the visit summary now (not timed); their Confirm taps are timed.
     confirms = []
@@ -782,6 +799,7 @@ async def _step_series(
 
     return [
         Series(READ, prepared(app, reads), n, warm),
+        Series(READ_COLD, forgetting(app, prepared(app, cold_reads)), n, warm),
         Series(WRITE, prepared(app, confirms), n, warm),
         Series(FLOW, flows, max(3, math.ceil(n / 9)), 2, after_warm_up=result.flow_totals.clear),
     ]
@@ -827,6 +845,8 @@ async def _trace(
         result.traces[name] = await traced(engine, floors[name], updates)
     reader = Driver(app, api, seeded.reader)
     result.traces[READ] = await traced(bot_engine, app, [reader.text("/my") for _ in range(TRACES)])
+    app.bot_data["runtime"].identities.clear()
+    result.traces[READ_COLD] = await traced(bot_engine, app, [reader.text("/my")])
     confirms = []
     for uid in confirmers:
         d = Driver(app, api, uid)
@@ -1176,6 +1196,7 @@ def machine() -> str:
 
 FLOOR_OF: dict[str, tuple[str, float | None]] = {
     READ: (FLOOR_SELECT, READ_TARGET),
+    READ_COLD: (FLOOR_SELECT, None),
     WRITE: (FLOOR_INSERT, WRITE_TARGET),
     FLOW: (FLOOR_INSERT, None),
 }
@@ -1252,7 +1273,7 @@ def trace_table(result: Result) -> str:
         f"\nRound trips: {unit}. ms in SQL: inside cursor.execute (with the fetch). Times: median of "
         f"{TRACES} traced updates (flow steps: one each), slowed down by the tracing. Round trips by kind:\n"
     )
-    for name in (FLOOR_SELECT, FLOOR_INSERT, READ, WRITE):
+    for name in (FLOOR_SELECT, FLOOR_INSERT, READ, READ_COLD, WRITE):
         kinds = ", ".join(f"{kind} ×{n}" for kind, n in result.traces[name].trips.most_common())
         lines.append(f"- {name}: {kinds}")
     lines.append("")

@@ -1,7 +1,9 @@
 """Who is asking: every update is resolved to an active `User` before any handler runs.
 
 The guard runs in the first handler group for every update. Strangers and deactivated users get a
-polite answer in their language and nothing else, except `/start <token>` (joining). Commands and
+polite answer in their language and nothing else, except `/start <token>` (joining). The user's row comes
+from `runtime.identities` when it was loaded moments ago and no user has changed since
+(`bot.storage.identity`), otherwise from the database. Commands and
 callbacks then check the role with `requires`, on the server, whatever buttons were shown.
 """
 
@@ -38,8 +40,14 @@ async def identify(update: Update, context: BotContext) -> None:
     tg_user = update.effective_user
     if tg_user is None or update.effective_chat is None or update.effective_chat.type != "private":
         raise ApplicationHandlerStop  # groups, channels, polls: this bot only talks in private chats
-    async with context.db() as session:
-        user = await user_by_telegram_id(session, telegram_id=tg_user.id)
+    identities = context.runtime.identities
+    user = identities.get(tg_user.id)
+    if user is None:
+        token = identities.token()
+        async with context.db() as session:
+            user = await user_by_telegram_id(session, telegram_id=tg_user.id)
+        if user is not None:
+            identities.put(tg_user.id, user, token)
     if user is not None and user.active:
         ROLE.set(user.role.value)
         context.actor = user

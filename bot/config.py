@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     webhook_port: int = Field(default=8080, ge=1, le=65535)
     invite_ttl_days: int = Field(default=7, ge=1, le=90)
     flow_ttl_hours: int = Field(default=24, ge=1, le=24 * 14)
+    # Seconds a user's row is remembered between updates (bot.storage.identity); changes made through the
+    # bot apply at once, changes made elsewhere (the CLI, another process) within this time. 0: off.
+    identity_cache_seconds: int = Field(default=30, ge=0, le=300)
     edit_window_days: int = Field(default=7, ge=0, le=90)
     reminder_time: time = time(9, 0)  # the daily list of pending problems and overdue escalations
     digest_time: time = time(9, 0)  # Mondays: the weekly digest to supervisors

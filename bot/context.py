@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,6 +18,7 @@ from bot.config import Settings
 from bot.i18n import Translator, gettext_for
 from bot.logs import traced
 from bot.storage.db import SessionMaker, Sessions, UnitOfWork
+from bot.storage.identity import IdentityCache
 from bot.storage.models import User
 
 
@@ -35,6 +36,12 @@ class Runtime:
     clock: Callable[[], datetime] = field(default=_utcnow)
     monotonic: Callable[[], float] = field(default=time.monotonic)
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
+    identities: IdentityCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.identities = IdentityCache(
+            timedelta(seconds=self.settings.identity_cache_seconds), lambda: self.clock()
+        )
 
     def now(self) -> datetime:
         return self.clock()
