@@ -182,6 +182,13 @@ class Visit(Base):
             sqlite_where=text("withdrawn_at IS NULL"),
             postgresql_where=text("withdrawn_at IS NULL"),
         ),
+        Index(  # /my and /liaison: one person's recent visits
+            "ix_visits_live_user",
+            "user_id",
+            "visited_at",
+            sqlite_where=text("withdrawn_at IS NULL"),
+            postgresql_where=text("withdrawn_at IS NULL"),
+        ),
         Index(
             "ix_visits_live_enterprise",
             "enterprise_id",
