@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from openpyxl import load_workbook
@@ -19,6 +20,8 @@ from sqlalchemy import select, text
 from telegram.ext import Application
 
 from bot.handlers import export
+from bot.i18n import gettext_for
+from bot.services.ledger import Formatter
 from bot.storage.db import SessionMaker
 from bot.storage.enums import ProblemCategory, ProblemStatus, Role, ServiceStatus, VisitTopic
 from bot.storage.models import Attachment, MenuItem, ServiceRequest, User, Visit
@@ -399,3 +402,20 @@ async def test_this_week_is_the_default(app: App, api: BotAPI, db: SessionMaker,
     # the 00:10 Monday visit of week 48 and today's
     assert [row[9] for row in visits[1:]] == ["下周一", "今天"]
     assert date(2026, 11, 23) <= visits[1][1].date()
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "America/New_York", "Australia/Lord_Howe"])
+def test_local_times_follow_the_zone_through_its_offset_changes(zone: str) -> None:
+    """The ledger converts UTC to local time with one offset per UTC day, worked out once; on the days the
+    offset changes (daylight saving, half-hour shifts) each time is converted on its own."""
+    tz = ZoneInfo(zone)
+    formatter = Formatter(gettext_for("en"), tz, date(2026, 11, 25), "en")
+    start = datetime(2026, 3, 7, tzinfo=UTC)  # both sides of March's and April's changes
+    for step in range(0, 60 * 24 * 60, 37):  # every 37 minutes for 60 days
+        moment = start + timedelta(minutes=step, seconds=step % 60, microseconds=step)
+        expected = moment.astimezone(tz).replace(tzinfo=None, microsecond=0)
+        naive = moment.replace(tzinfo=None)
+        assert formatter.local(naive.isoformat(" ")) == expected  # SQLite's text
+        assert formatter.local(naive.replace(microsecond=0)) == expected  # PostgreSQL's naive UTC
+        assert formatter.local(moment) == expected  # an aware time
+    assert formatter.local(None) is None

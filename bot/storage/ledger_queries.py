@@ -8,8 +8,10 @@ Which rows belong to a period [start, end) (aware UTC bounds from bot.services.p
 * Problems — reported within the period or changed within it (any history event), with their full history;
 * Services — requested or delivered within the period.
 
-The busy columns (times, enum values, visit topics) come back as the driver hands them over (`raw`): ISO
-text on SQLite, datetimes on PostgreSQL; enum values as plain strings. Converting 100,000 values through
+The busy columns come back as the driver hands them over, without SQLAlchemy's type processing: times as
+naive UTC to the second (`utc_time`: the stored text on SQLite, a `timestamp` on PostgreSQL), enum values
+as plain strings (`raw`), visit topics as their JSON text (a few combinations recur; the ledger decodes
+each once). Converting 100,000 values through
 SQLAlchemy's type processors cost more than the queries; `bot.services.ledger` reads either form.
 """
 
@@ -19,9 +21,12 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, exists, func, or_, select, type_coerce
+from sqlalchemy import Row, Select, Text, and_, cast, exists, func, or_, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import NullType
 
 from bot.storage.enums import Role
@@ -50,6 +55,29 @@ def _in(column: Any, start: datetime, end: datetime) -> Any:
 def raw(column: Any, name: str) -> Any:
     """The column as the driver returns it, without SQLAlchemy's result processing."""
     return type_coerce(column, NullType()).label(name)
+
+
+class _UtcTime(FunctionElement[Any]):
+    type = NullType()
+    inherit_cache = True
+
+
+@compiles(_UtcTime)
+def _utc_time_stored(element: _UtcTime, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(
+        element.clauses, **kw
+    )  # SQLite keeps naive UTC text: 'YYYY-MM-DD HH:MM:SS.ffffff'
+
+
+@compiles(_UtcTime, "postgresql")
+def _utc_time_postgresql(element: _UtcTime, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"date_trunc('second', ({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'UTC')"
+
+
+def utc_time(column: Any, name: str) -> Any:
+    """A `timestamptz` column as naive UTC, unprocessed: ISO text on SQLite (the ledger reads its first 19
+    characters), a naive `datetime` to the second on PostgreSQL."""
+    return _UtcTime(column).label(name)
 
 
 async def stream(session: AsyncSession, stmt: Query, *, batch: int = BATCH) -> AsyncIterator[Sequence[DbRow]]:
@@ -102,7 +130,7 @@ async def pending_now(session: AsyncSession, *, today: date) -> tuple[int, int]:
 
 def enterprises(start: datetime, end: datetime) -> Query:
     """name, credit_code, stage, community, address, industry, employees, party_org, party_members,
-    liaison, instructor, visits in period, last visit (raw)."""
+    liaison, instructor, visits in period, last visit (UTC)."""
     live = Visit.enterprise_id == Enterprise.id, Visit.withdrawn_at.is_(None)
     # Correlated subqueries: an index lookup per enterprise (ix_visits_live_enterprise) instead of grouping
     # every visit of the two years.
@@ -136,7 +164,7 @@ def enterprises(start: datetime, end: datetime) -> Query:
         Enterprise.party_members,
         *columns,
         in_period.scalar_subquery(),
-        raw(last.scalar_subquery(), "last_visit"),
+        utc_time(last.scalar_subquery(), "last_visit"),
     ).select_from(Enterprise)
     for target, on in joins:
         stmt = stmt.outerjoin(target, on)
@@ -144,15 +172,15 @@ def enterprises(start: datetime, end: datetime) -> Query:
 
 
 def visits(start: datetime, end: datetime) -> Query:
-    """id, created_at (raw), visited_at (raw), enterprise, credit code, community, visitor, role (raw),
-    department, community of the visitor, topics (raw), notes, party_org (raw), party_members, distance_m,
-    photos."""
+    """id, created_at (UTC), visited_at (UTC), enterprise, credit code, community, visitor, role (raw),
+    department, community of the visitor, topics (JSON text), notes, party_org (raw), party_members,
+    distance_m, photos."""
     photos = select(func.count()).where(Attachment.visit_id == Visit.id).correlate(Visit).scalar_subquery()
     return (
         select(
             Visit.id,
-            raw(Visit.created_at, "created_at"),
-            raw(Visit.visited_at, "visited_at"),
+            utc_time(Visit.created_at, "created_at"),
+            utc_time(Visit.visited_at, "visited_at"),
             Enterprise.name,
             Enterprise.credit_code,
             Enterprise.community,
@@ -160,7 +188,7 @@ def visits(start: datetime, end: datetime) -> Query:
             raw(User.role, "role"),
             User.department,
             User.community,
-            raw(Visit.topics, "topics"),
+            cast(Visit.topics, Text).label("topics"),
             Visit.notes,
             raw(Visit.party_org, "party_org"),
             Visit.party_members,
@@ -185,15 +213,15 @@ def services_chosen(start: datetime, end: datetime) -> Any:
 
 
 def problems(start: datetime, end: datetime) -> Query:
-    """One row per history event (events in order, problems by id): id, created_at (raw), enterprise,
+    """One row per history event (events in order, problems by id): id, created_at (UTC), enterprise,
     credit code, community, category, description, reporter, status, department, due_date, resolution, funds,
-    resolved_at (raw), then the event's time (raw), actor, kind, from, to and note."""
+    resolved_at (UTC), then the event's time (UTC), actor, kind, from, to and note."""
     chosen = problems_chosen(start, end)
     reporter, actor = aliased(User), aliased(User)
     return (
         select(
             Problem.id,
-            raw(Problem.created_at, "created_at"),
+            utc_time(Problem.created_at, "created_at"),
             Enterprise.name,
             Enterprise.credit_code,
             Enterprise.community,
@@ -205,8 +233,8 @@ def problems(start: datetime, end: datetime) -> Query:
             Problem.due_date,
             Problem.resolution,
             Problem.funds_wan,
-            raw(Problem.resolved_at, "resolved_at"),
-            raw(ProblemEvent.created_at, "event_at"),
+            utc_time(Problem.resolved_at, "resolved_at"),
+            utc_time(ProblemEvent.created_at, "event_at"),
             actor.name,
             ProblemEvent.kind,
             ProblemEvent.from_status,
@@ -223,12 +251,12 @@ def problems(start: datetime, end: datetime) -> Query:
 
 
 def services(start: datetime, end: datetime) -> Query:
-    """id, created_at (raw), enterprise, credit code, stage, item (zh), item (en), requester, status,
-    delivered_at (raw), note."""
+    """id, created_at (UTC), enterprise, credit code, stage, item (zh), item (en), requester, status,
+    delivered_at (UTC), note."""
     return (
         select(
             ServiceRequest.id,
-            raw(ServiceRequest.created_at, "created_at"),
+            utc_time(ServiceRequest.created_at, "created_at"),
             Enterprise.name,
             Enterprise.credit_code,
             Enterprise.stage,
@@ -236,7 +264,7 @@ def services(start: datetime, end: datetime) -> Query:
             MenuItem.name_en,
             User.name,
             ServiceRequest.status,
-            raw(ServiceRequest.delivered_at, "delivered_at"),
+            utc_time(ServiceRequest.delivered_at, "delivered_at"),
             ServiceRequest.note,
         )
         .join(Enterprise, Enterprise.id == ServiceRequest.enterprise_id)
