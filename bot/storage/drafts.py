@@ -5,17 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.storage.models import Draft
 
+# Built once: every message and button in a conversation starts with it.
+_FOR_UPDATE = select(Draft).where(Draft.user_id == bindparam("user_id")).with_for_update()
+
 
 async def draft_for_update(session: AsyncSession, *, user_id: int) -> Draft | None:
     """The user's draft, locked for this transaction (PostgreSQL) so two processes cannot both act on it."""
-    draft: Draft | None = await session.scalar(
-        select(Draft).where(Draft.user_id == user_id).with_for_update()
-    )
+    draft: Draft | None = await session.scalar(_FOR_UPDATE, {"user_id": user_id})
     return draft
 
 
@@ -46,4 +47,6 @@ async def replace_draft(
 
 
 async def drop_draft(session: AsyncSession, *, draft: Draft) -> None:
-    await session.delete(draft)
+    """Delete the draft now (one statement, no unit-of-work flush at commit) and forget the object."""
+    await session.execute(delete(Draft).where(Draft.id == draft.id))
+    session.expunge(draft)

@@ -6,7 +6,7 @@ import unicodedata
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.storage.enums import Role
@@ -75,11 +75,23 @@ async def accessible_enterprise(
     session: AsyncSession, *, user: User, enterprise_id: int
 ) -> Enterprise | None:
     """The enterprise if this user may act on it: staff only on their current assignments."""
-    stmt = select(Enterprise).where(Enterprise.id == enterprise_id)
     if user.role in (Role.liaison, Role.instructor):
-        stmt = stmt.where(Enterprise.id.in_(_current_assignment_of(user.id)))
-    found: Enterprise | None = await session.scalar(stmt)
+        stmt, params = _ASSIGNED_ENTERPRISE, {"enterprise_id": enterprise_id, "user_id": user.id}
+    else:
+        stmt, params = _ANY_ENTERPRISE, {"enterprise_id": enterprise_id}
+    found: Enterprise | None = await session.scalar(stmt, params)
     return found
+
+
+# Built once: every step of a visit, problem or service conversation checks the enterprise again.
+_ANY_ENTERPRISE = select(Enterprise).where(Enterprise.id == bindparam("enterprise_id"))
+_ASSIGNED_ENTERPRISE = _ANY_ENTERPRISE.where(
+    Enterprise.id.in_(
+        select(Assignment.enterprise_id).where(
+            Assignment.user_id == bindparam("user_id"), Assignment.end_date.is_(None)
+        )
+    )
+)
 
 
 async def enterprises_for(

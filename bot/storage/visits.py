@@ -89,7 +89,8 @@ async def create_visit(
             continue
         seen.add(file_unique_id)
         session.add(Attachment(visit_id=visit.id, file_id=file_id, file_unique_id=file_unique_id))
-    await session.flush()
+    if seen:
+        await session.flush()
     return visit
 
 
