@@ -48,5 +48,7 @@ async def replace_draft(
 
 async def drop_draft(session: AsyncSession, *, draft: Draft) -> None:
     """Delete the draft now (one statement, no unit-of-work flush at commit) and forget the object."""
-    await session.execute(delete(Draft).where(Draft.id == draft.id))
+    await session.execute(
+        delete(Draft).where(Draft.id == draft.id).execution_options(synchronize_session=False)
+    )
     session.expunge(draft)
