@@ -660,6 +660,7 @@ async def measure_export(
                 async with runtime.db() as session:
                     await export_ledger(
                         session,
+                        sessions=runtime.db,
                         period=month,
                         tz=TZ,
                         locale="zh_CN",

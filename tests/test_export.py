@@ -10,6 +10,7 @@ import zipfile
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,7 +22,7 @@ from telegram.ext import Application
 
 from bot.handlers import export
 from bot.i18n import gettext_for
-from bot.services.ledger import Formatter
+from bot.services.ledger import CELL_LIMIT, CsvWriter, Formatter, Sheet, XlsxWriter
 from bot.storage.db import SessionMaker
 from bot.storage.enums import ProblemCategory, ProblemStatus, Role, ServiceStatus, VisitTopic
 from bot.storage.models import Attachment, MenuItem, ServiceRequest, User, Visit
@@ -419,3 +420,84 @@ def test_local_times_follow_the_zone_through_its_offset_changes(zone: str) -> No
         assert formatter.local(naive.replace(microsecond=0)) == expected  # PostgreSQL's naive UTC
         assert formatter.local(moment) == expected  # an aware time
     assert formatter.local(None) is None
+
+
+TRICKY: list[Any] = [
+    "a < b & c > d",
+    None,
+    "  spaces kept  ",
+    "line one\nline two",
+    "bell\x07 and\x00 nul removed",
+    "\x01=1+1",
+    "=SUM(A1:A2)",
+    "",
+    "x" * 40_000,
+    12,
+    Decimal("12.50"),
+    datetime(2026, 11, 16, 0, 10, 5),
+    date(2026, 11, 2),
+    "企业007495制造有限公司",
+    None,
+]
+
+
+def test_the_writers_keep_tricky_values_intact(tmp_path: Path) -> None:
+    """Text is escaped, spaces at either end and newlines kept, characters XML does not allow removed, long
+    text capped, formulas kept as text (prefixed with ' in CSV), gaps leave the next cells in their columns,
+    numbers and times stay numbers and times."""
+    _ = gettext_for("en")
+    sheet = Sheet("t", "Tricky", tuple(f"h{i}" for i in range(len(TRICKY))))
+    (tmp_path / "x").mkdir()
+    xlsx = XlsxWriter(tmp_path / "x", "t", 10_000_000, _)
+    xlsx.begin(sheet)
+    xlsx.rows([TRICKY, TRICKY[::-1]])
+    (path,) = xlsx.finish()
+    rows = [list(r) for r in load_workbook(path)["Tricky"].iter_rows(values_only=True)]
+    assert rows[0] == [f"h{i}" for i in range(len(TRICKY))]
+    text = "x" * (CELL_LIMIT - 1) + "…"
+    expected = [
+        "a < b & c > d",
+        None,
+        "  spaces kept  ",
+        "line one\nline two",
+        "bell and nul removed",
+        "=1+1",
+        "=SUM(A1:A2)",
+        None,
+        text,
+        12,
+        12.5,
+        datetime(2026, 11, 16, 0, 10, 5),
+        datetime(2026, 11, 2),
+        "企业007495制造有限公司",
+        None,
+    ]
+    assert rows[1] == expected and rows[2] == expected[::-1]
+    book = load_workbook(path)
+    assert book["Tricky"]["G2"].data_type == "s" and book["Tricky"]["A1"].font.b
+    assert book["Tricky"].freeze_panes == "A2"
+
+    (tmp_path / "c").mkdir()
+    zipped = CsvWriter(tmp_path / "c", "t", 10_000_000, _)
+    zipped.begin(sheet)
+    zipped.rows([TRICKY])
+    (path,) = zipped.finish()
+    with zipfile.ZipFile(path) as archive:
+        lines = list(csv.reader(io.StringIO(archive.read("Tricky.csv").decode("utf-8-sig"))))
+    assert lines[1] == [
+        "a < b & c > d",
+        "",
+        "  spaces kept  ",
+        "line one\nline two",
+        "bell and nul removed",
+        "'=1+1",
+        "'=SUM(A1:A2)",
+        "",
+        text,
+        "12",
+        "12.50",
+        "2026-11-16 00:10",
+        "2026-11-02",
+        "企业007495制造有限公司",
+        "",
+    ]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import csv
+import functools
 import io
 import json
 import logging
@@ -66,9 +67,8 @@ TELEGRAM_LIMIT = 50 * 1000 * 1000  # bytes: the Bot API's limit for a document a
 CELL_LIMIT = 32_000  # characters: Excel keeps at most 32,767 in a cell
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # Characters XML 1.0 does not allow (the C0 controls but tab, newline and carriage return): removed from
-# the encoded rows, where they are single bytes that no UTF-8 sequence contains.
-ILLEGAL_BYTES = bytes(c for c in range(32) if c not in (9, 10, 13))
-ILLEGAL_CHARACTERS = "".join(map(chr, ILLEGAL_BYTES))
+# text (only text that is not all printable can hold one).
+ILLEGAL_CHARACTERS = "".join(chr(c) for c in range(32) if c not in (9, 10, 13))
 # -- labels (message ids shared with the flows, so each has one translation) ---------------------------
 
 
@@ -267,8 +267,19 @@ class Formatter:
         return text
 
     def enterprise(self, row: DbRow) -> list[Value]:
-        (name, code, stage, community, address, industry, employees, party_org, members) = row[:9]
-        liaison, instructor, visits, last_visit = row[9:]
+        (
+            name,
+            code,
+            stage,
+            community,
+            address,
+            industry,
+            employees,
+            party_org,
+            members,
+            liaison,
+            instructor,
+        ) = row[:11]
         return [
             name,
             code,
@@ -281,8 +292,8 @@ class Formatter:
             members,
             liaison,
             instructor,
-            int(visits),
-            self.local(last_visit),
+            row[11],
+            self.local(row[12]),
         ]
 
     def visit(self, row: DbRow) -> list[Value]:
@@ -290,8 +301,11 @@ class Formatter:
             :10
         ]
         topics, notes, party_org, members, distance, photos = row[10:]
+        topics_text = self.topics_seen.get(topics)
+        if topics_text is None:
+            topics_text = self.topics(topics)
         return [
-            f"V-{year(created)}-{visit_id:04d}",
+            f"V-{created[:4] if created.__class__ is str else year(created)}-{visit_id:04d}",
             self.local(visited),
             name,
             code,
@@ -299,12 +313,12 @@ class Formatter:
             visitor,
             self.roles.get(role, role),
             department or user_community,
-            self.topics(topics),
+            topics_text,
             notes or None,
             self.party_orgs.get(party_org, party_org),
             members,
             distance,
-            int(photos),
+            photos,
         ]
 
     def event(self, row: DbRow) -> str | None:
@@ -396,7 +410,8 @@ class ProblemGrouper:
 def clean_text(value: str, *, csv_safe: bool) -> str:
     """Without the characters XML does not allow, at most CELL_LIMIT long, and (csv_safe) not taken for a
     formula by a spreadsheet."""
-    value = value.translate(DELETE_ILLEGAL)
+    if not value.isprintable():
+        value = value.translate(DELETE_ILLEGAL)
     if len(value) > CELL_LIMIT:
         value = value[: CELL_LIMIT - 1] + "…"
     if csv_safe and value.startswith(FORMULA_START):
@@ -645,9 +660,8 @@ def sheet_rows_xml(rows: Sequence[Sequence[Any]], first: int) -> str:
 
 
 def text_element(text: str) -> str:
-    """`<t>` of an inline string: capped at CELL_LIMIT, escaped, spaces at either end kept."""
-    if len(text) > CELL_LIMIT:
-        text = text[: CELL_LIMIT - 1] + "…"
+    """`<t>` of an inline string: without illegal characters, capped, escaped, spaces at either end kept."""
+    text = clean_text(text, csv_safe=False)
     if "&" in text or "<" in text or ">" in text:
         text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     if text and (text[0] in _SPACE or text[-1] in _SPACE):
@@ -687,10 +701,10 @@ class XlsxWriter(PartWriter):
         return _SHEET_TAIL
 
     def encode(self, rows: Sequence[Sequence[Value]], first: int) -> bytes:
-        return sheet_rows_xml(rows, first).encode("utf-8", "replace").translate(None, ILLEGAL_BYTES)
+        return sheet_rows_xml(rows, first).encode("utf-8", "replace")
 
     def encode_header(self, header: list[str]) -> bytes:
-        return header_row_xml(header).encode("utf-8", "replace").translate(None, ILLEGAL_BYTES)
+        return header_row_xml(header).encode("utf-8", "replace")
 
     def package(self) -> None:
         count = len(self.titles)
@@ -760,16 +774,13 @@ class CsvWriter(PartWriter):
                 for values in rows
             ]
         )
-        return lines.getvalue().encode("utf-8", "replace").translate(None, ILLEGAL_BYTES)
+        return lines.getvalue().encode("utf-8", "replace")
 
     @staticmethod
     def text(value: Any) -> str:
         kind = value.__class__
         if kind is str:
-            text: str = value
-            if text and (text[0] < "!" or text.startswith(FORMULA_START) or len(text) > CELL_LIMIT):
-                return clean_text(text, csv_safe=True)  # whatever leads once the illegal ones are gone
-            return text
+            return clean_text(value, csv_safe=True)
         if value is None:
             return ""
         if kind is datetime:
@@ -809,7 +820,7 @@ async def _pipe(
     session: AsyncSession,
     stmt: Any,
     convert: Callable[[Sequence[DbRow]], list[list[Value]]],
-    writer: PartWriter,
+    write: Callable[[list[list[Value]]], None],
     batch: int,
 ) -> int:
     """Stream the statement into the writer: the next batch is fetched while the last one is written."""
@@ -819,7 +830,7 @@ async def _pipe(
     def work(rows: Sequence[DbRow]) -> None:
         nonlocal written
         converted = convert(rows)
-        writer.rows(converted)
+        write(converted)
         written += len(converted)
 
     try:
@@ -833,33 +844,23 @@ async def _pipe(
     return written
 
 
-async def export_ledger(
+async def summary_rows(
     session: AsyncSession,
     *,
     period: Period,
-    tz: ZoneInfo,
-    locale: str,
-    now: datetime,
-    fmt: Format,
-    directory: Path,
-    limit: int = TELEGRAM_LIMIT,
-    batch: int = q.BATCH,
-) -> Ledger:
-    """Write the ledger of `period` into `directory`; the files to send, in order."""
-    _ = gettext_for(locale)
-    today = now.astimezone(tz).date()
-    start, end = period.utc_bounds(tz)
-    await q.begin_snapshot(session)
+    start: datetime,
+    end: datetime,
+    today: date,
+    generated: Value,
+    _: Translator,
+) -> list[list[Value]]:
+    """The Summary sheet: the period's figures (as /stats counts them) and what the other sheets hold."""
     totals = await period_totals(session, start=start, end=end, scope_user_id=None)
     pending, overdue = await q.pending_now(session, today=today)
     sizes = await q.sheet_sizes(session, start=start, end=end)
-    stem = _("ledger") + "_" + period.iso
-    writer_class = XlsxWriter if fmt is Format.xlsx else CsvWriter
-    writer = await asyncio.to_thread(writer_class, directory, stem, limit, _)
-    formatter = Formatter(_, tz, today, locale)
-    summary: list[list[Value]] = [
+    return [
         [_("Period"), period_text(period, _)],
-        [_("Generated at"), formatter.local(now)],
+        [_("Generated at"), generated],
         [_("Number of visits"), totals.visits],
         [_("Enterprises visited"), totals.enterprises_visited],
         [_("Enterprises on the register"), sizes["enterprises"]],
@@ -873,30 +874,108 @@ async def export_ledger(
         [_("Problems in this ledger (reported or handled in the period)"), sizes["problems"]],
         [_("Service requests in this ledger (requested or delivered in the period)"), sizes["services"]],
     ]
+
+
+class SummaryFirst:
+    """The Summary sheet comes first, but its figures are worked out on a connection of their own while the
+    first data sheet's rows are fetched and formatted: those rows wait here (a few batches at most) until
+    the figures are in. Runs in the worker thread; `figures` is completed from the event loop."""
+
+    HOLD = 8  # batches held back before waiting for the figures
+
+    def __init__(self, writer: PartWriter, figures: Future[list[list[Value]]], first: Sheet) -> None:
+        self.writer, self.figures, self.first = writer, figures, first
+        self.held: list[list[list[Value]]] | None = []
+
+    def rows(self, rows: list[list[Value]]) -> None:
+        if self.held is not None:
+            if not self.figures.done() and len(self.held) < self.HOLD:
+                self.held.append(rows)
+                return
+            self.open()
+        self.writer.rows(rows)
+
+    def open(self) -> None:
+        """Write the Summary (waiting for its figures), start the first sheet, write the rows held back."""
+        if self.held is None:
+            return
+        summary = self.figures.result()
+        self.writer.begin(SUMMARY)
+        self.writer.rows(summary)
+        self.writer.begin(self.first)
+        held, self.held = self.held, None
+        for rows in held:
+            self.writer.rows(rows)
+
+
+async def export_ledger(
+    session: AsyncSession,
+    *,
+    period: Period,
+    tz: ZoneInfo,
+    locale: str,
+    now: datetime,
+    fmt: Format,
+    directory: Path,
+    limit: int = TELEGRAM_LIMIT,
+    batch: int = q.BATCH,
+    sessions: Callable[[], AsyncSession] | None = None,
+) -> Ledger:
+    """Write the ledger of `period` into `directory`; the files to send, in order. Given `sessions` (a
+    session factory), the Summary's figures are read on a second connection, from the same snapshot on
+    PostgreSQL, alongside the sheets."""
+    _ = gettext_for(locale)
+    today = now.astimezone(tz).date()
+    start, end = period.utc_bounds(tz)
+    alongside = sessions is not None and q.can_read_alongside(session)
+    snapshot = await q.begin_snapshot(session, share=alongside)
+    formatter = Formatter(_, tz, today, locale)
+    summary = functools.partial(
+        summary_rows, period=period, start=start, end=end, today=today, generated=formatter.local(now), _=_
+    )
+    stem = _("ledger") + "_" + period.iso
+    writer_class = XlsxWriter if fmt is Format.xlsx else CsvWriter
+    writer = await asyncio.to_thread(writer_class, directory, stem, limit, _)
+    figures: Future[list[list[Value]]] = Future()
     try:
-        await asyncio.to_thread(writer.begin, SUMMARY)
-        await asyncio.to_thread(writer.rows, summary)
+        if sessions is not None and alongside:
+            open_session = sessions
+
+            async def read_figures() -> list[list[Value]]:
+                async with open_session() as other:
+                    await q.join_snapshot(other, snapshot)
+                    return await summary(other)
+
+            figures = asyncio.run_coroutine_threadsafe(read_figures(), asyncio.get_running_loop())
+        else:
+            figures.set_result(await summary(session))
         rows: dict[str, int] = {}
-        await asyncio.to_thread(writer.begin, ENTERPRISES)
+        first = SummaryFirst(writer, figures, ENTERPRISES)
         rows["enterprises"] = await _pipe(
-            session, q.enterprises(start, end), lambda b: [formatter.enterprise(r) for r in b], writer, batch
+            session,
+            q.enterprises(start, end),
+            lambda b: [formatter.enterprise(r) for r in b],
+            first.rows,
+            batch,
         )
+        await asyncio.to_thread(first.open)
         await asyncio.to_thread(writer.begin, VISITS)
         rows["visits"] = await _pipe(
-            session, q.visits(start, end), lambda b: [formatter.visit(r) for r in b], writer, batch
+            session, q.visits(start, end), lambda b: [formatter.visit(r) for r in b], writer.rows, batch
         )
         await asyncio.to_thread(writer.begin, PROBLEMS)
         grouper = ProblemGrouper(formatter)
-        rows["problems"] = await _pipe(session, q.problems(start, end), grouper.feed, writer, batch)
+        rows["problems"] = await _pipe(session, q.problems(start, end), grouper.feed, writer.rows, batch)
         last = grouper.finish()
         await asyncio.to_thread(writer.rows, last)
         rows["problems"] += len(last)
         await asyncio.to_thread(writer.begin, SERVICES)
         rows["services"] = await _pipe(
-            session, q.services(start, end), lambda b: [formatter.service(r) for r in b], writer, batch
+            session, q.services(start, end), lambda b: [formatter.service(r) for r in b], writer.rows, batch
         )
         paths = await asyncio.to_thread(writer.finish)
     except BaseException:
+        figures.cancel()
         writer.abort()
         raise
     suffix = writer.suffix

@@ -17,11 +17,12 @@ SQLAlchemy's type processors cost more than the queries; `bot.services.ledger` r
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, Text, and_, cast, exists, func, or_, select, type_coerce
+from sqlalchemy import Row, Select, Text, and_, cast, exists, func, or_, select, text, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
@@ -44,6 +45,7 @@ from bot.storage.models import (
 from bot.storage.problems import PENDING
 
 BATCH = 1000
+_SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?")
 Query = Select[*tuple[Any, ...]]
 DbRow = Row[*tuple[Any, ...]]
 
@@ -89,12 +91,33 @@ async def stream(session: AsyncSession, stmt: Query, *, batch: int = BATCH) -> A
         yield rows
 
 
-async def begin_snapshot(session: AsyncSession) -> None:
+async def begin_snapshot(session: AsyncSession, *, share: bool = False) -> str | None:
     """Read every sheet from one snapshot on PostgreSQL (REPEATABLE READ), so the summary and the sheets
-    agree even while the bot keeps writing. Call first in a fresh session. (SQLite reads each statement
-    on its own; the export's statements see the data as of when each began.)"""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    agree even while the bot keeps writing. Call first in a fresh session. With `share`, the snapshot's id,
+    for another session to read the same data (`join_snapshot`) while this one's transaction lasts.
+    (SQLite reads each statement on its own; the export's statements see the data as of when each began.)"""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    if not share:
+        return None
+    return str(await session.scalar(text("SELECT pg_export_snapshot()")))
+
+
+async def join_snapshot(session: AsyncSession, snapshot: str | None) -> None:
+    """Read in a fresh session from the snapshot `begin_snapshot(share=True)` returned."""
+    if snapshot is None:
+        return
+    if not _SNAPSHOT_ID.fullmatch(snapshot):  # SET TRANSACTION SNAPSHOT takes no parameters
+        raise ValueError(f"not a snapshot id: {snapshot!r}")
+    await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    await session.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+
+
+def can_read_alongside(session: AsyncSession) -> bool:
+    """Can a second connection read the same database (not an in-memory SQLite one)?"""
+    url = session.get_bind().engine.url
+    return url.get_backend_name() != "sqlite" or url.database not in (None, "", ":memory:")
 
 
 async def sheet_sizes(session: AsyncSession, *, start: datetime, end: datetime) -> dict[str, int]:
