@@ -2,15 +2,17 @@
 Enterprises, Visits, Problems (with their history) and Services of one period.
 
 Built for any size with flat memory: rows come from the database in batches (`ledger_queries.stream`),
-each batch is formatted and written in a worker thread (`asyncio.to_thread`, so the event loop stays
-free) while the next batch is fetched, and deflated straight into the zip file as it is written.
+each batch is formatted and encoded in a worker thread (`asyncio.to_thread`, so the event loop stays
+free) while the next batch is fetched, and deflated into the zip file in a thread of its own. The
+Summary's figures are read on a second connection meanwhile (`SummaryFirst`).
 
-The XLSX is written here rather than through openpyxl or XlsxWriter: they spend 3–6 µs on each cell
-(≈ 1.5–3 s for a busy month's 470,000 cells) and deflate the whole sheet again when the workbook is
-saved, which is 3–10× the cost of the queries. A streamed worksheet is plain SpreadsheetML — one
-`<row>` of `<c>` cells per row, text as inline strings (never formulas), times as serial numbers with a
-date format — and the package around it (workbook, relationships, styles with the bold header font and
-the date formats, content types) is a few fixed parts.
+The XLSX is written here rather than through openpyxl or XlsxWriter: they spend 3–7 µs on each cell
+(openpyxl 3.1 s, XlsxWriter 1.5–1.8 s for a busy month's 470,000 cells, measured) and deflate the whole
+sheet again when the workbook is saved: 5–10× the cost of the queries. A streamed worksheet is plain
+SpreadsheetML — one `<row>` of `<c>` cells per row in column order, text as inline strings (never
+formulas), times as serial numbers with a date format — and the package around it (workbook,
+relationships, styles with the bold header font and the date formats, content types) is a few fixed
+parts. The tests read it back with openpyxl.
 
 A file must fit Telegram's 50 MB limit for bots. Each part is a zip written as it grows, so its size is
 known: the bytes already in the file, plus a bound on what the deflater still holds (`HELD`), plus the
