@@ -184,9 +184,22 @@ def _render(title: str, panels: list[Panel], empty_text: str) -> bytes:
             _bars(ax, [d for d in data if isinstance(d, Bar)])
         else:
             _trend(ax, [d for d in data if isinstance(d, TrendPoint)])
+    canvas.draw()  # type: ignore[no-untyped-call]
+    from PIL import Image  # Pillow: matplotlib's own image dependency
+
+    # A chart is a handful of flat colours and their anti-aliased edges: a 64-colour palette looks the same,
+    # and the PNG is about a third of the RGBA one (quicker to upload from the bot and to load on a phone)
+    # and quicker to encode. The octree stores each colour bucket's average, so the background comes out
+    # 254-grey: near-white entries are set back to white. zlib level 1: a third of the default's time.
+    size = canvas.get_width_height()
+    rgba = Image.frombuffer("RGBA", size, canvas.buffer_rgba(), "raw", "RGBA", 0, 1)  # type: ignore[no-untyped-call]
+    palette = rgba.convert("RGB").quantize(64, method=Image.Quantize.FASTOCTREE)
+    colours = palette.getpalette() or []
+    palette.putpalette(
+        [255 if min(colours[i - i % 3 : i - i % 3 + 3]) >= 250 else c for i, c in enumerate(colours)]
+    )
     buf = io.BytesIO()
-    # not savefig: ignores rc savefig.*; zlib level 1: a third of the time for ~15 % more bytes
-    canvas.print_png(buf, pil_kwargs={"compress_level": 1})  # type: ignore[no-untyped-call]
+    palette.save(buf, "PNG", compress_level=1)
     return buf.getvalue()
 
 
