@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Update, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram.ext import Application
 
 from bot.app import build_application
@@ -453,3 +454,46 @@ async def test_returned_problem_goes_through_the_outbox_and_a_blocked_reporter_i
     assert problem is not None and problem.status is ProblemStatus.returned
     assert row is not None and row.status == "failed" and reporter is not None and reporter.unreachable
     assert "忙碌的李" in texts_to(api, people["admin"])[-1]
+
+
+async def test_a_row_claimed_meanwhile_by_another_scanner_is_not_claimed_again(
+    app: App, db: SessionMaker, clock: Clock
+) -> None:
+    """Two scanners choose the same rows; the other claims them between this one's choice and its claim.
+    On SQLite choosing takes no lock, so the claim must check again; on PostgreSQL the choice locks the rows
+    and the other scanner skips them. Either way each row is claimed once."""
+    now, lease = clock(), timedelta(minutes=5)
+    async with db.begin() as session:
+        user = await make_user(session, role=Role.liaison)
+        pushes = [outbox.Push("pending", user.id, f"p{i}", "2026-11-25", {}, now) for i in range(3)]
+        await outbox.enqueue(session, pushes)
+    taken: list[outbox.Claimed] = []
+
+    class ClaimedMeanwhile:
+        """This scanner's session; the other scanner claims and commits right before this one's UPDATE."""
+
+        def __init__(self, session: AsyncSession) -> None:
+            self.session = session
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.session, name)
+
+        async def _other_first(self, statement: Any) -> None:
+            if isinstance(statement, Update) and not taken:
+                async with db.begin() as other:
+                    taken.extend(await outbox.claim(other, now=now, lease=lease, limit=10))
+
+        async def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+            await self._other_first(statement)
+            return await self.session.execute(statement, *args, **kwargs)
+
+        async def scalars(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+            await self._other_first(statement)
+            return await self.session.scalars(statement, *args, **kwargs)
+
+    async with db.begin() as session:
+        proxy: Any = ClaimedMeanwhile(session)
+        mine = await outbox.claim(proxy, now=now, lease=lease, limit=10)
+    assert (
+        sorted(c.id for c in mine + taken) == sorted({c.id for c in mine + taken}) and len(mine + taken) == 3
+    )

@@ -91,9 +91,19 @@ async def claim(
     ids = list(await session.scalars(ids_stmt))
     if not ids:
         return []
-    await session.execute(
-        update(Notification).where(Notification.id.in_(ids)).values(status=SENDING, send_after=now + lease)
+    # Claim only what is still due: on SQLite the SELECT above holds no lock, so another scanner may have
+    # claimed some of these rows meanwhile; the UPDATE, which does lock, is the one that decides.
+    ids = list(
+        await session.scalars(
+            update(Notification)
+            .where(Notification.id.in_(ids), due, Notification.send_after <= now)
+            .values(status=SENDING, send_after=now + lease)
+            .returning(Notification.id)
+            .execution_options(synchronize_session=False)
+        )
     )
+    if not ids:
+        return []
     rows = await session.execute(
         select(Notification, User.telegram_id)
         .join(User, User.id == Notification.recipient_id)
