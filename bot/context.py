@@ -1,12 +1,11 @@
-"""The Application type, its typed callback context (runtime: settings, database, clock; the acting user)
-and the unit of work each update runs in."""
+"""The Application type and its typed callback context (runtime: settings, database, clock; the acting
+user)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +16,7 @@ from telegram.ext import Application, CallbackContext, ExtBot
 from bot.config import Settings
 from bot.i18n import Translator, gettext_for
 from bot.logs import traced
-from bot.storage.db import SessionMaker, Sessions, UnitOfWork
+from bot.storage.db import SessionMaker
 from bot.storage.identity import IdentityCache
 from bot.storage.models import User
 
@@ -47,25 +46,12 @@ class Runtime:
         return self.clock()
 
 
-_UNIT: ContextVar[UnitOfWork | None] = ContextVar("unit_of_work", default=None)
-
-
 class BotApplication(Application[Any, Any, Any, Any, Any, Any]):
-    """Processes each update inside one unit of work (`BotContext.db`) and logs one line for it."""
+    """Logs one line per update (`bot.logs.traced`)."""
 
     async def process_update(self, update: object) -> None:
-        runtime: Runtime | None = self.bot_data.get("runtime")
         with traced(update):
-            if runtime is None:  # an Application without the bot's runtime (the benchmark's floors)
-                await super().process_update(update)
-                return
-            unit = UnitOfWork(runtime.db)
-            token = _UNIT.set(unit)
-            try:
-                await super().process_update(update)
-            finally:
-                _UNIT.reset(token)
-                await unit.close()
+            await super().process_update(update)
 
 
 class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
@@ -87,10 +73,8 @@ class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], d
         return runtime
 
     @property
-    def db(self) -> Sessions:
-        """The update's unit of work (one session for the guard and the handler); in jobs, which run
-        outside any update, fresh sessions."""
-        return _UNIT.get() or self.runtime.db
+    def db(self) -> SessionMaker:
+        return self.runtime.db
 
     @property
     def settings(self) -> Settings:

