@@ -2,7 +2,7 @@
 
 In one run, on one machine and one database:
 
-- three floors on the same PTB Application type (``bot.context.BotApplication``, wired to the Bot API double
+- three floors on the same PTB Application type (``bot.logs.TracedApplication``, wired to the Bot API double
   of tests/botapi.py): (a) an echo handler, no database; (b) the same plus one primary-key SELECT through
   SQLAlchemy's async session; (c) the same plus one INSERT transaction. And, for reference, (a′) an echo of
   a button press (answerCallbackQuery + editMessageText), the Telegram side of a confirm.
@@ -73,8 +73,9 @@ from telegram.request import RequestData
 
 from bot.app import build_application
 from bot.config import Settings
-from bot.context import BotApplication, BotContext, Runtime
+from bot.context import BotContext, Runtime
 from bot.i18n import gettext_for
+from bot.logs import TracedApplication
 from bot.services.credit_code import credit_code_check_char
 from bot.storage.db import SessionMaker, create_engine, create_sessionmaker
 from bot.storage.enums import PartyOrg, ProblemCategory, ProblemStatus, Role, Stage
@@ -619,7 +620,7 @@ def floor_application(api: BotAPI) -> App:
         .defaults(
             Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True))
         )
-        .application_class(BotApplication)
+        .application_class(TracedApplication)
         .request(api)
         .get_updates_request(api)
         .build()

@@ -24,7 +24,7 @@ from telegram.request import BaseRequest
 from bot.auth import Handler, identify, refuse, requires
 from bot.commands import COMMANDS, EVERYONE, STAFF, SUPERVISION, Command
 from bot.config import LOCALES, Settings
-from bot.context import BotApplication, BotContext, Runtime
+from bot.context import BotContext, Runtime
 from bot.flows.edit import FLOWS as EDIT_FLOWS
 from bot.flows.engine import FlowEngine
 from bot.flows.invite import InviteFlow
@@ -37,7 +37,7 @@ from bot.handlers import admin, export, field, my, problems, reminders, reports,
 from bot.handlers.errors import on_error
 from bot.i18n import gettext_for
 from bot.keyboards import CallbackData, Prefix, parse
-from bot.logs import HANDLER
+from bot.logs import HANDLER, TracedApplication
 from bot.storage.db import create_engine, create_sessionmaker
 from bot.storage.enums import Role
 from bot.storage.migrate import ensure_current
@@ -175,7 +175,7 @@ def build_application(
         )
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
-        .application_class(BotApplication)
+        .application_class(TracedApplication)
     )
     if request is not None:
         builder = builder.request(request).get_updates_request(request)

@@ -1,5 +1,4 @@
-"""The Application type and its typed callback context (runtime: settings, database, clock; the acting
-user)."""
+"""Typed callback context: the runtime (settings, database, clock) and the acting user."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.config import Settings
 from bot.i18n import Translator, gettext_for
-from bot.logs import traced
 from bot.storage.db import SessionMaker
 from bot.storage.identity import IdentityCache
 from bot.storage.models import User
@@ -44,14 +42,6 @@ class Runtime:
 
     def now(self) -> datetime:
         return self.clock()
-
-
-class BotApplication(Application[Any, Any, Any, Any, Any, Any]):
-    """Logs one line per update (`bot.logs.traced`)."""
-
-    async def process_update(self, update: object) -> None:
-        with traced(update):
-            await super().process_update(update)
 
 
 class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):

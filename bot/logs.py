@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from telegram import Update
+from telegram.ext import Application
 
 log = logging.getLogger("bot.updates")
 
@@ -50,29 +49,29 @@ ROLE: ContextVar[str] = ContextVar("role", default="stranger")
 HANDLER: ContextVar[str] = ContextVar("handler", default="-")
 
 
-@contextmanager
-def traced(update: object) -> Iterator[None]:
-    """Log one line for the update processed inside: its id, the user's role (never their name), the
-    handler and the duration. `bot.auth` and the handlers fill in ROLE and HANDLER."""
-    role, handler = ROLE.set("stranger"), HANDLER.set("-")
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        duration_ms = round((time.perf_counter() - started) * 1000, 1)
-        update_id = update.update_id if isinstance(update, Update) else None
-        log.info(
-            "update %s role=%s handler=%s %.1f ms",
-            update_id,
-            ROLE.get(),
-            HANDLER.get(),
-            duration_ms,
-            extra={
-                "update_id": update_id,
-                "role": ROLE.get(),
-                "handler": HANDLER.get(),
-                "duration_ms": duration_ms,
-            },
-        )
-        ROLE.reset(role)
-        HANDLER.reset(handler)
+class TracedApplication(Application[Any, Any, Any, Any, Any, Any]):
+    """Logs one line per update: its id, the user's role (never their name), the handler and the duration."""
+
+    async def process_update(self, update: object) -> None:
+        role, handler = ROLE.set("stranger"), HANDLER.set("-")
+        started = time.perf_counter()
+        try:
+            await super().process_update(update)
+        finally:
+            duration_ms = round((time.perf_counter() - started) * 1000, 1)
+            update_id = update.update_id if isinstance(update, Update) else None
+            log.info(
+                "update %s role=%s handler=%s %.1f ms",
+                update_id,
+                ROLE.get(),
+                HANDLER.get(),
+                duration_ms,
+                extra={
+                    "update_id": update_id,
+                    "role": ROLE.get(),
+                    "handler": HANDLER.get(),
+                    "duration_ms": duration_ms,
+                },
+            )
+            ROLE.reset(role)
+            HANDLER.reset(handler)
