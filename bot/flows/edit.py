@@ -105,6 +105,15 @@ async def _problem(step: Step, action: str) -> Problem | Finish:
     return problem
 
 
+async def _begin_on_problem(step: Step, args: dict[str, Any], action: str) -> Problem | Finish:
+    """The start of every flow on one's own problem: remember which, and check `action` is allowed."""
+    step.data["problem_id"] = args.get("problem_id")
+    problem = await _problem(step, action)
+    if not isinstance(problem, Finish):
+        step.data["ref"] = problem.ref
+    return problem
+
+
 class ProblemProgressFlow(Flow):
     """Add a progress note to one's own pending problem (an open one moves to in progress)."""
 
@@ -112,12 +121,8 @@ class ProblemProgressFlow(Flow):
     title = N_("progress note")
 
     async def begin(self, step: Step, args: dict[str, Any]) -> str | Finish:
-        step.data["problem_id"] = args.get("problem_id")
-        problem = await _problem(step, "progress")
-        if isinstance(problem, Finish):
-            return problem
-        step.data["ref"] = problem.ref
-        return "note"
+        problem = await _begin_on_problem(step, args, "progress")
+        return problem if isinstance(problem, Finish) else "note"
 
     async def screen(self, step: Step, name: str) -> Screen:
         _ = step._
@@ -151,12 +156,8 @@ class ProblemResolveFlow(Flow):
     title = N_("resolution")
 
     async def begin(self, step: Step, args: dict[str, Any]) -> str | Finish:
-        step.data["problem_id"] = args.get("problem_id")
-        problem = await _problem(step, "resolve")
-        if isinstance(problem, Finish):
-            return problem
-        step.data["ref"] = problem.ref
-        return "resolution"
+        problem = await _begin_on_problem(step, args, "resolve")
+        return problem if isinstance(problem, Finish) else "resolution"
 
     async def screen(self, step: Step, name: str) -> Screen:
         _ = step._
@@ -254,12 +255,10 @@ class ProblemCorrectFlow(Flow):
     title = N_("correction")
 
     async def begin(self, step: Step, args: dict[str, Any]) -> str | Finish:
-        step.data["problem_id"] = args.get("problem_id")
-        problem = await _problem(step, "correct")
+        problem = await _begin_on_problem(step, args, "correct")
         if isinstance(problem, Finish):
             return problem
         returned = await last_event(step.session, problem_id=problem.id, kind="returned")
-        step.data["ref"] = problem.ref
         step.data["reason"] = (returned.note if returned else None) or ""
         step.data["before"] = problem.description
         return "description"
