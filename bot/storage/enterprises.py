@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import date
-from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import BindParameter
 
 from bot.storage.enums import Role
 from bot.storage.models import Assignment, Enterprise, User
@@ -65,7 +65,8 @@ async def assign(
     return True
 
 
-def _current_assignment_of(user_id: int) -> Any:
+def assigned_enterprise_ids(user_id: int | BindParameter[int]) -> Select[int]:
+    """The enterprises currently assigned to this user (a subquery for `Enterprise.id.in_(...)`)."""
     return select(Assignment.enterprise_id).where(
         Assignment.user_id == user_id, Assignment.end_date.is_(None)
     )
@@ -85,13 +86,7 @@ async def accessible_enterprise(
 
 # Built once: every step of a visit, problem or service conversation checks the enterprise again.
 _ANY_ENTERPRISE = select(Enterprise).where(Enterprise.id == bindparam("enterprise_id"))
-_ASSIGNED_ENTERPRISE = _ANY_ENTERPRISE.where(
-    Enterprise.id.in_(
-        select(Assignment.enterprise_id).where(
-            Assignment.user_id == bindparam("user_id"), Assignment.end_date.is_(None)
-        )
-    )
-)
+_ASSIGNED_ENTERPRISE = _ANY_ENTERPRISE.where(Enterprise.id.in_(assigned_enterprise_ids(bindparam("user_id"))))
 
 
 async def enterprises_for(
@@ -101,7 +96,7 @@ async def enterprises_for(
     the name or credit code; with the total count."""
     stmt = select(Enterprise)
     if user.role in (Role.liaison, Role.instructor):
-        stmt = stmt.where(Enterprise.id.in_(_current_assignment_of(user.id)))
+        stmt = stmt.where(Enterprise.id.in_(assigned_enterprise_ids(user.id)))
     query = unicodedata.normalize("NFKC", query or "").strip()  # full-width input from phones
     if query:
         pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

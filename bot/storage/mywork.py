@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import BindParameter
 
 from bot.storage.audit import record
+from bot.storage.enterprises import assigned_enterprise_ids
 from bot.storage.enums import ProblemStatus, ServiceStatus
 from bot.storage.models import (
     Assignment,
@@ -61,12 +62,6 @@ class ServiceRow:
 
     def item(self, locale: str) -> str:
         return self.item_en if locale == "en" else self.item_zh
-
-
-def _my_enterprise_ids(user_id: int | BindParameter[Any]) -> Select[Any]:
-    return select(Assignment.enterprise_id).where(
-        Assignment.user_id == user_id, Assignment.end_date.is_(None)
-    )
 
 
 def _counted_visit() -> Any:
@@ -142,7 +137,7 @@ async def my_enterprises(
 ) -> tuple[list[EnterpriseRow], int]:
     """The enterprises currently assigned to me, the longest unvisited first (never visited on top),
     with the last (not withdrawn) visit by anyone and the enterprise's pending problems and services."""
-    mine = _my_enterprise_ids(user_id)
+    mine = assigned_enterprise_ids(user_id)
     last_visit = (
         select(func.max(Visit.visited_at))
         .where(Visit.enterprise_id == Enterprise.id, _counted_visit())

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
+from bot.storage.enterprises import assigned_enterprise_ids
 from bot.storage.enums import PartyOrg, ProblemCategory, ProblemStatus, Role, ServiceStatus
 from bot.storage.models import (
     Assignment,
@@ -62,13 +63,6 @@ _FACT_NAMES = ("visits", "reported", "resolved", "requested", "delivered", "over
 # -- building blocks -----------------------------------------------------------------------------------
 def _live_visits() -> ColumnElement[bool]:
     return Visit.withdrawn_at.is_(None)
-
-
-def own_enterprise_ids(user_id: int) -> Select[int]:
-    """Enterprises currently assigned to this user."""
-    return select(Assignment.enterprise_id).where(
-        Assignment.user_id == user_id, Assignment.end_date.is_(None)
-    )
 
 
 def _liaison_department() -> Any:
@@ -201,8 +195,8 @@ async def period_cells(
         .group_by(dept.c.department, Enterprise.community)
     )
     if scope_user_id is not None:
-        facts = facts.where(per.c.enterprise_id.in_(own_enterprise_ids(scope_user_id)))
-        base = base.where(Enterprise.id.in_(own_enterprise_ids(scope_user_id)))
+        facts = facts.where(per.c.enterprise_id.in_(assigned_enterprise_ids(scope_user_id)))
+        base = base.where(Enterprise.id.in_(assigned_enterprise_ids(scope_user_id)))
     cells: dict[tuple[str | None, str | None], Cell] = {}
     for department, community, n in (await session.execute(base)).all():
         cells[department, community] = Cell(department, community, assigned=int(n))
@@ -252,7 +246,7 @@ async def period_totals(
         func.coalesce(func.sum(per.c.delivered), 0),
     ).select_from(per)
     if scope_user_id is not None:
-        stmt = stmt.where(per.c.enterprise_id.in_(own_enterprise_ids(scope_user_id)))
+        stmt = stmt.where(per.c.enterprise_id.in_(assigned_enterprise_ids(scope_user_id)))
     row = (await session.execute(stmt)).one()
     return Totals(
         visits=int(row[0]),
@@ -280,7 +274,7 @@ async def visits_per_range(
         .group_by(bucket)
     )
     if scope_user_id is not None:
-        stmt = stmt.where(Visit.enterprise_id.in_(own_enterprise_ids(scope_user_id)))
+        stmt = stmt.where(Visit.enterprise_id.in_(assigned_enterprise_ids(scope_user_id)))
     counts = [0] * (len(bounds) - 1)
     for index, n in (await session.execute(stmt)).all():
         counts[int(index)] = int(n)
@@ -494,7 +488,7 @@ async def staff_activity(
 ) -> Activity:
     """One liaison's or instructor's work: their visits in [start, end), their enterprises not visited
     (by anyone) since ``stale_since``, their pending problems and services, their last activity."""
-    mine = own_enterprise_ids(user_id)
+    mine = assigned_enterprise_ids(user_id)
     visits, enterprises = (
         await session.execute(
             select(func.count(), func.count(distinct(Visit.enterprise_id))).where(
@@ -627,7 +621,6 @@ __all__ = [
     "Totals",
     "coverage_by_community",
     "enterprise_details",
-    "own_enterprise_ids",
     "period_cells",
     "period_totals",
     "problem_matrix",
