@@ -30,8 +30,8 @@ from bot.i18n import Translator
 from bot.keyboards import Prefix, encode, parse
 from bot.replies import redraw
 from bot.storage import outbox
-from bot.storage.drafts import draft_for_update, drop_draft, replace_draft
-from bot.storage.models import Draft, User
+from bot.storage.drafts import DraftState, draft_for_update, drop_draft, replace_draft, save_draft
+from bot.storage.models import User
 from bot.storage.outbox import Push
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,7 @@ class FlowEngine:
                 current.data = {**current.data, "_pending": {"flow": flow_name, "args": args}}
                 current.version += 1
                 current.updated_at = now
+                await save_draft(session, draft=current)
                 reply = self._ask_resume(current, context._)
             else:
                 step = self._step(session, context, {}, update)
@@ -232,7 +233,10 @@ class FlowEngine:
         pushes: list[Push] = []
         async with context.db.begin() as session:
             draft = await draft_for_update(session, user_id=context.user.id)
+            before = draft.saved_as() if draft is not None else None
             reply = await self._transition(session, context, update, draft, given, button, now, pushes)
+            if draft is not None and not draft.dropped and draft.saved_as() != before:
+                await save_draft(session, draft=draft)
             await outbox.enqueue(session, pushes)
         if reply is not None:
             await self._send(update, context, reply)
@@ -246,7 +250,7 @@ class FlowEngine:
         session: AsyncSession,
         context: BotContext,
         update: Update,
-        draft: Draft | None,
+        draft: DraftState | None,
         given: Input,
         button: tuple[int, int] | None,
         now: datetime,
@@ -278,7 +282,7 @@ class FlowEngine:
         if flow is None:  # a flow that no longer exists after an upgrade
             await drop_draft(session, draft=draft)
             return _Reply(_("This action has expired."), None, edit=False)
-        # A deep copy: the loaded JSON must stay untouched, or SQLAlchemy compares the changed data with
+        # A deep copy: the loaded JSON must stay untouched, or `_advance` compares the changed data with
         # itself and skips the UPDATE (e.g. Back only pops the shared `_trail` list).
         step = self._step(session, context, copy.deepcopy(draft.data), update)
         step.notify = pushes
@@ -288,7 +292,6 @@ class FlowEngine:
         pending = step.data.pop("_pending", None)
         if pending is not None and given == Choice(REPLACE):  # the old flow's data must not leak into the new
             await drop_draft(session, draft=draft)
-            await session.flush()
             fresh = Step(**{**step.__dict__, "data": {}})
             return await self._begin(fresh, pending["flow"], pending["args"], update.update_id)
         if given == Choice(BACK) and step.data.get("_trail"):
@@ -304,7 +307,7 @@ class FlowEngine:
         return await self._apply(flow, step, draft, outcome, update, edit=button is not None)
 
     async def _apply(
-        self, flow: Flow, step: Step, draft: Draft, outcome: Outcome, update: Update, *, edit: bool
+        self, flow: Flow, step: Step, draft: DraftState, outcome: Outcome, update: Update, *, edit: bool
     ) -> _Reply | None:
         if isinstance(outcome, Finish):
             await drop_draft(step.session, draft=draft)
@@ -312,7 +315,6 @@ class FlowEngine:
             return _Reply(outcome.text, markup, edit=edit)
         if isinstance(outcome, StartFlow):
             await drop_draft(step.session, draft=draft)
-            await step.session.flush()
             fresh = Step(**{**step.__dict__, "data": {}})
             return await self._begin(fresh, outcome.flow, outcome.args, update.update_id)
         if isinstance(outcome, Goto) and outcome.quiet and update.callback_query is None:
@@ -331,7 +333,7 @@ class FlowEngine:
         return await self._screen(flow, step, draft, notice=outcome.message, edit=False)
 
     @staticmethod
-    def _touch(draft: Draft, update: Update, step: Step, *, new_screen: bool = True) -> None:
+    def _touch(draft: DraftState, update: Update, step: Step, *, new_screen: bool = True) -> None:
         """The draft lives on: remember this update (redeliveries are ignored) and, when a new screen is
         shown, expire the buttons of the previous one. Done only now, after the step, so a step that
         finishes the flow never writes a draft it is about to delete."""
@@ -359,7 +361,7 @@ class FlowEngine:
         return await self._screen(flow, step, draft, notice=None, edit=False)
 
     async def _screen(
-        self, flow: Flow, step: Step, draft: Draft, *, notice: str | None, edit: bool
+        self, flow: Flow, step: Step, draft: DraftState, *, notice: str | None, edit: bool
     ) -> _Reply:
         screen = await flow.screen(step, draft.step)
         _ = step._
@@ -369,7 +371,7 @@ class FlowEngine:
         text = f"{notice}\n\n{screen.text}" if notice else screen.text
         return _Reply(text, InlineKeyboardMarkup([*rows, nav]), edit=edit)
 
-    def _ask_resume(self, draft: Draft, _: Translator) -> _Reply:
+    def _ask_resume(self, draft: DraftState, _: Translator) -> _Reply:
         flow = self.flows.get(draft.flow)
         title = _(flow.title) if flow else draft.flow
         text = _("You have an unfinished {title}. Continue it, or discard it and start the new one?").format(
@@ -385,13 +387,13 @@ class FlowEngine:
 
     # -- helpers ------------------------------------------------------------------------------
     @staticmethod
-    def _button(draft: Draft, label: str, choice: str) -> InlineKeyboardButton:
+    def _button(draft: DraftState, label: str, choice: str) -> InlineKeyboardButton:
         return InlineKeyboardButton(
             label, callback_data=encode(Prefix.flow, draft.id, f"{draft.version}.{choice}")
         )
 
     @staticmethod
-    def _expired(draft: Draft, settings: Settings, now: datetime) -> bool:
+    def _expired(draft: DraftState, settings: Settings, now: datetime) -> bool:
         return now - draft.updated_at > timedelta(hours=settings.flow_ttl_hours)
 
     @staticmethod

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.storage.enums import PartyOrg, ServiceStatus, VisitTopic
-from bot.storage.models import Attachment, Enterprise, MenuItem, Problem, ServiceRequest, Visit
+from bot.storage.models import (
+    Attachment,
+    Enterprise,
+    MenuItem,
+    Problem,
+    ServiceRequest,
+    Visit,
+    table,
+    visit_ref,
+)
 from bot.storage.problems import PENDING
 
 MAX_PHOTOS = 5
@@ -49,6 +59,16 @@ async def problem_of_enterprise(
     return found
 
 
+class SavedVisit(NamedTuple):
+    id: int
+    ref: str
+
+
+# Built once, and Core rather than ORM: confirming a visit is the bot's busiest write (see drafts.py).
+_INSERT_VISIT = insert(table(Visit)).returning(table(Visit).c.id)
+_INSERT_ATTACHMENT = insert(table(Attachment))
+
+
 async def create_visit(
     session: AsyncSession,
     *,
@@ -63,35 +83,40 @@ async def create_visit(
     party_members: int | None,
     photos: list[tuple[str, str]],
     source: tuple[int, int] | None,
-) -> Visit:
+) -> SavedVisit:
     """Store one visit with its photos (file_id, file_unique_id; at most MAX_PHOTOS, duplicates dropped)."""
-    visit = Visit(
-        enterprise_id=enterprise_id,
-        user_id=user_id,
-        visited_at=visited_at,
-        topics=[topic.value for topic in topics],
-        notes=notes,
-        latitude=location[0] if location else None,
-        longitude=location[1] if location else None,
-        distance_m=distance_m,
-        party_org=party_org,
-        party_members=party_members,
-        created_at=visited_at,
-        updated_at=visited_at,
-        source_chat_id=source[0] if source else None,
-        source_message_id=source[1] if source else None,
-    )
-    session.add(visit)
-    await session.flush()
-    seen: set[str] = set()
+    visit_id: int = (
+        await session.execute(
+            _INSERT_VISIT,
+            {
+                "enterprise_id": enterprise_id,
+                "user_id": user_id,
+                "visited_at": visited_at,
+                "topics": [topic.value for topic in topics],
+                "notes": notes,
+                "latitude": location[0] if location else None,
+                "longitude": location[1] if location else None,
+                "distance_m": distance_m,
+                "party_org": party_org,
+                "party_members": party_members,
+                "created_at": visited_at,
+                "updated_at": visited_at,
+                "source_chat_id": source[0] if source else None,
+                "source_message_id": source[1] if source else None,
+            },
+        )
+    ).scalar_one()
+    attachments: dict[str, dict[str, object]] = {}
     for file_id, file_unique_id in photos:
-        if file_unique_id in seen or len(seen) >= MAX_PHOTOS:
-            continue
-        seen.add(file_unique_id)
-        session.add(Attachment(visit_id=visit.id, file_id=file_id, file_unique_id=file_unique_id))
-    if seen:
-        await session.flush()
-    return visit
+        if file_unique_id not in attachments and len(attachments) < MAX_PHOTOS:
+            attachments[file_unique_id] = {
+                "visit_id": visit_id,
+                "file_id": file_id,
+                "file_unique_id": file_unique_id,
+            }
+    if attachments:
+        await session.execute(_INSERT_ATTACHMENT, list(attachments.values()))
+    return SavedVisit(visit_id, visit_ref(visit_id, visited_at))
 
 
 def update_party_org(
