@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from telegram.ext import Application
 
@@ -625,17 +626,37 @@ async def test_an_untouched_visit_expires_after_24_hours(
     assert "发送 /help" in chat.last.text
 
 
-async def test_unassigned_before_confirm_saves_nothing(app: App, api: BotAPI, db: SessionMaker) -> None:
+@pytest.mark.parametrize("details", [False, True], ids=["plain", "with-location-and-party"])
+async def test_unassigned_before_confirm_saves_nothing(
+    app: App, api: BotAPI, db: SessionMaker, details: bool
+) -> None:
+    """Plain: the visit's INSERT checks the assignment itself. With a location and a party-organisation
+    change the enterprise is read first (its coordinates and party organisation), and that read refuses."""
     liaison, enterprise = await plain_enterprise(db)
     chat = chat_with(app, api, liaison)
-    await to_summary(chat, "青松食品有限公司")
+    if details:
+        await chat.send("/visit")
+        await chat.tap("青松食品有限公司")
+        await chat.tap("政策宣传")
+        await chat.tap("完成 ›")
+        await chat.send("宣讲了最新惠企政策")
+        await chat.send_location(HOME[0], HOME[1])
+        await chat.tap("跳过 ›")
+        await chat.tap("单独组建")
+        await chat.send("3")
+        assert "请核对走访信息并确认" in chat.last.text and "位置：已记录" in chat.last.text
+    else:
+        await to_summary(chat, "青松食品有限公司")
     async with db.begin() as session:
         assignment = await session.scalar(select(Assignment).where(Assignment.enterprise_id == enterprise.id))
         assert assignment is not None
         assignment.end_date = date(2026, 11, 25)
     await chat.tap("✔ 确认")
     assert "您已不再是该企业的包片人员，此次走访未保存" in chat.last.text
-    assert await count(db, Visit) == 0
+    assert await count(db, Visit) == 0 and await count(db, AuditLog) == 0 and await count(db, Draft) == 0
+    async with db() as session:
+        unchanged = await session.get(Enterprise, enterprise.id)
+    assert unchanged is not None and unchanged.party_members == enterprise.party_members
 
 
 async def test_a_second_visit_while_one_is_unfinished_asks_first(

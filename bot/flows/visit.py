@@ -645,26 +645,27 @@ class VisitFlow(Flow):
     async def _confirm(self, step: Step) -> Outcome:
         _ = step._
         data = step.data
-        enterprise = await self._enterprise(step)
-        if enterprise is None:
-            log.warning(
-                "user %s: visit to enterprise %s refused at confirm", step.user.id, data["enterprise_id"]
-            )
-            return Finish(_("You are no longer assigned to this enterprise, so the visit was not saved."))
         topics = [VisitTopic(t) for t in data.get("topics", [])]
         if not topics or not data.get("notes"):  # cannot happen through the buttons; a stale draft might
             return Invalid(_("Please choose at least one topic."))
         location = data.get("location")
         where = (location[0], location[1]) if location else None
-        metres = None
-        if where and enterprise.latitude is not None and enterprise.longitude is not None:
-            metres = distance_m(where, (enterprise.latitude, enterprise.longitude))
         party_org = PartyOrg(data["party_org"]) if data.get("party_org") else None
         party_members = data.get("party_members")
+        refused = Finish(_("You are no longer assigned to this enterprise, so the visit was not saved."))
+        enterprise = None
+        if where or party_org or party_members is not None:  # its coordinates, its party organisation
+            enterprise = await self._enterprise(step)
+            if enterprise is None:
+                log.warning("user %s: visit to enterprise %s refused", step.user.id, data["enterprise_id"])
+                return refused
+        metres = None
+        if where and enterprise and enterprise.latitude is not None and enterprise.longitude is not None:
+            metres = distance_m(where, (enterprise.latitude, enterprise.longitude))
         visit = await create_visit(
             step.session,
-            enterprise_id=enterprise.id,
-            user_id=step.user.id,
+            enterprise_id=data["enterprise_id"],
+            user=step.user,
             visited_at=step.now,
             topics=topics,
             notes=data["notes"],
@@ -675,9 +676,17 @@ class VisitFlow(Flow):
             photos=[(p[0], p[1]) for p in data.get("photos", [])],
             source=(step.chat_id, step.message_id),
         )
-        changes = update_party_org(enterprise, party_org=party_org, party_members=party_members, now=step.now)
+        if visit is None:  # the INSERT checks the assignment itself
+            log.warning("user %s: visit to enterprise %s refused", step.user.id, data["enterprise_id"])
+            return refused
+        enterprise_id: int = data["enterprise_id"]
+        changes: dict[str, object] = {}
+        if enterprise is not None:
+            changes = update_party_org(
+                enterprise, party_org=party_org, party_members=party_members, now=step.now
+            )
         done = [
-            await self._record_followup(step, f, enterprise.id, visit.id) for f in data.get("followups", [])
+            await self._record_followup(step, f, enterprise_id, visit.id) for f in data.get("followups", [])
         ]
         await record(
             step.session,
@@ -687,7 +696,7 @@ class VisitFlow(Flow):
             entity_id=visit.id,
             now=step.now,
             details={
-                "enterprise_id": enterprise.id,
+                "enterprise_id": enterprise_id,
                 "topics": [t.value for t in topics],
                 "photos": len(data.get("photos", [])),
                 "distance_m": metres,
@@ -701,14 +710,14 @@ class VisitFlow(Flow):
                 actor_id=step.user.id,
                 action="party_org",
                 entity="enterprise",
-                entity_id=enterprise.id,
+                entity_id=enterprise_id,
                 now=step.now,
                 details={**changes, "visit_id": visit.id},
             )
         lines = [
             _("✅ Visit saved as <b>{ref}</b>: {name}, {date}.").format(
                 ref=visit.ref,
-                name=html.escape(enterprise.name),
+                name=html.escape(data["enterprise_name"]),
                 date=step.now.astimezone(step.settings.tz).strftime("%Y-%m-%d"),
             )
         ]
@@ -721,8 +730,8 @@ class VisitFlow(Flow):
         return Finish(
             "\n".join(lines),
             [
-                [button(_("Report a problem"), Prefix.enterprise, enterprise.id, "problem")],
-                [button(_("Request a menu service"), Prefix.enterprise, enterprise.id, "service")],
+                [button(_("Report a problem"), Prefix.enterprise, enterprise_id, "problem")],
+                [button(_("Request a menu service"), Prefix.enterprise, enterprise_id, "service")],
             ],
         )
 

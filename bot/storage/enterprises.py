@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from datetime import date
 
-from sqlalchemy import Select, bindparam, func, or_, select
+from sqlalchemy import Select, bindparam, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import BindParameter
 
@@ -76,7 +76,7 @@ async def accessible_enterprise(
     session: AsyncSession, *, user: User, enterprise_id: int
 ) -> Enterprise | None:
     """The enterprise if this user may act on it: staff only on their current assignments."""
-    if user.role in (Role.liaison, Role.instructor):
+    if assigned_only(user):
         stmt, params = _ASSIGNED_ENTERPRISE, {"enterprise_id": enterprise_id, "user_id": user.id}
     else:
         stmt, params = _ANY_ENTERPRISE, {"enterprise_id": enterprise_id}
@@ -89,13 +89,28 @@ _ANY_ENTERPRISE = select(Enterprise).where(Enterprise.id == bindparam("enterpris
 _ASSIGNED_ENTERPRISE = _ANY_ENTERPRISE.where(Enterprise.id.in_(assigned_enterprise_ids(bindparam("user_id"))))
 
 
+def assigned_only(user: User) -> bool:
+    """Staff may act only on the enterprises currently assigned to them; supervisors and admins on any."""
+    return user.role in (Role.liaison, Role.instructor)
+
+
+# `accessible_enterprise`'s rule as a condition, for a write that must happen only if the user may act on
+# the enterprise, checked in the same statement. Binds "enterprise_id" and, for `assigned_only`, "user_id".
+MAY_ACT_ON_ANY = exists().where(Enterprise.id == bindparam("enterprise_id"))
+MAY_ACT_ON_ASSIGNED = exists().where(
+    Assignment.enterprise_id == bindparam("enterprise_id"),
+    Assignment.user_id == bindparam("user_id"),
+    Assignment.end_date.is_(None),
+)
+
+
 async def enterprises_for(
     session: AsyncSession, *, user: User, query: str | None = None, offset: int = 0, limit: int = 8
 ) -> tuple[list[Enterprise], int]:
     """A page of the enterprises this user may act on (staff: their own), optionally filtered by part of
     the name or credit code; with the total count."""
     stmt = select(Enterprise)
-    if user.role in (Role.liaison, Role.instructor):
+    if assigned_only(user):
         stmt = stmt.where(Enterprise.id.in_(assigned_enterprise_ids(user.id)))
     query = unicodedata.normalize("NFKC", query or "").strip()  # full-width input from phones
     if query:

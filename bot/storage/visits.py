@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import insert, select
+from sqlalchemy import Exists, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
 
+from bot.storage.enterprises import MAY_ACT_ON_ANY, MAY_ACT_ON_ASSIGNED, assigned_only
 from bot.storage.enums import PartyOrg, ServiceStatus, VisitTopic
 from bot.storage.models import (
     Attachment,
@@ -15,6 +17,7 @@ from bot.storage.models import (
     MenuItem,
     Problem,
     ServiceRequest,
+    User,
     Visit,
     table,
     visit_ref,
@@ -64,8 +67,17 @@ class SavedVisit(NamedTuple):
     ref: str
 
 
-# Built once, and Core rather than ORM: confirming a visit is the bot's busiest write (see drafts.py).
-_INSERT_VISIT = insert(table(Visit)).returning(table(Visit).c.id)
+def _insert_visit_if(condition: Exists) -> ReturningInsert[int]:
+    """INSERT INTO visits (…) SELECT :enterprise_id, :user_id, … WHERE <condition> RETURNING id."""
+    visits = table(Visit)
+    columns = [column for column in visits.c if column.name not in ("id", "withdrawn_at")]
+    values = select(*(bindparam(column.name, type_=column.type) for column in columns)).where(condition)
+    return insert(visits).from_select(columns, values).returning(visits.c.id)
+
+
+# Built once, and Core rather than ORM: confirming a visit is the bot's busiest write (see drafts.py). The
+# permission check is the INSERT's own condition, so the confirm needs no separate query for it.
+_INSERT_VISIT = {True: _insert_visit_if(MAY_ACT_ON_ASSIGNED), False: _insert_visit_if(MAY_ACT_ON_ANY)}
 _INSERT_ATTACHMENT = insert(table(Attachment))
 
 
@@ -73,7 +85,7 @@ async def create_visit(
     session: AsyncSession,
     *,
     enterprise_id: int,
-    user_id: int,
+    user: User,
     visited_at: datetime,
     topics: list[VisitTopic],
     notes: str,
@@ -83,14 +95,15 @@ async def create_visit(
     party_members: int | None,
     photos: list[tuple[str, str]],
     source: tuple[int, int] | None,
-) -> SavedVisit:
-    """Store one visit with its photos (file_id, file_unique_id; at most MAX_PHOTOS, duplicates dropped)."""
-    visit_id: int = (
+) -> SavedVisit | None:
+    """Store one visit with its photos (file_id, file_unique_id; at most MAX_PHOTOS, duplicates dropped);
+    None, storing nothing, if the user may not act on the enterprise (any longer)."""
+    visit_id: int | None = (
         await session.execute(
-            _INSERT_VISIT,
+            _INSERT_VISIT[assigned_only(user)],
             {
                 "enterprise_id": enterprise_id,
-                "user_id": user_id,
+                "user_id": user.id,
                 "visited_at": visited_at,
                 "topics": [topic.value for topic in topics],
                 "notes": notes,
@@ -105,7 +118,9 @@ async def create_visit(
                 "source_message_id": source[1] if source else None,
             },
         )
-    ).scalar_one()
+    ).scalar_one_or_none()
+    if visit_id is None:
+        return None
     attachments: dict[str, dict[str, object]] = {}
     for file_id, file_unique_id in photos:
         if file_unique_id not in attachments and len(attachments) < MAX_PHOTOS:
