@@ -66,6 +66,30 @@ async def test_a_confirm_is_one_checkout_and_one_commit(app: App, api: BotAPI, d
     assert seen["checkout"] == 1 and seen["commit"] == 1
 
 
+async def test_a_confirm_is_four_statements(app: App, api: BotAPI, db: SessionMaker) -> None:
+    """Lock the draft, insert the visit (its INSERT checks the assignment), its audit row, drop the draft:
+    no separate permission query, no ORM flush of anything else, no UPDATE of a draft being deleted."""
+    chat = await walk_to_the_summary(app, api, db)
+    engine: AsyncEngine = app.bot_data["runtime"].engine
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()[:3]))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        await chat.tap("✔ 确认")
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+    assert "V-2026-0001" in chat.last.text
+    assert [s.split(" (")[0] for s in statements] == [
+        "SELECT drafts.id, drafts.user_id,",
+        "INSERT INTO visits",
+        "INSERT INTO audit_log",
+        "DELETE FROM drafts",
+    ]
+
+
 async def test_a_read_is_one_checkout(app: App, api: BotAPI, db: SessionMaker) -> None:
     async with db.begin() as session:
         liaison = await make_user(session, role=Role.liaison, name="孙联络")
