@@ -652,19 +652,18 @@ class VisitFlow(Flow):
         where = (location[0], location[1]) if location else None
         party_org = PartyOrg(data["party_org"]) if data.get("party_org") else None
         party_members = data.get("party_members")
-        refused = Finish(_("You are no longer assigned to this enterprise, so the visit was not saved."))
+        enterprise_id: int = data["enterprise_id"]
         enterprise = None
         if where or party_org or party_members is not None:  # its coordinates, its party organisation
             enterprise = await self._enterprise(step)
             if enterprise is None:
-                log.warning("user %s: visit to enterprise %s refused", step.user.id, data["enterprise_id"])
-                return refused
+                return self._refused(step, enterprise_id)
         metres = None
         if where and enterprise and enterprise.latitude is not None and enterprise.longitude is not None:
             metres = distance_m(where, (enterprise.latitude, enterprise.longitude))
         visit = await create_visit(
             step.session,
-            enterprise_id=data["enterprise_id"],
+            enterprise_id=enterprise_id,
             user=step.user,
             visited_at=step.now,
             topics=topics,
@@ -677,9 +676,7 @@ class VisitFlow(Flow):
             source=(step.chat_id, step.message_id),
         )
         if visit is None:  # the INSERT checks the assignment itself
-            log.warning("user %s: visit to enterprise %s refused", step.user.id, data["enterprise_id"])
-            return refused
-        enterprise_id: int = data["enterprise_id"]
+            return self._refused(step, enterprise_id)
         changes: dict[str, object] = {}
         if enterprise is not None:
             changes = update_party_org(
@@ -734,6 +731,11 @@ class VisitFlow(Flow):
                 [button(_("Request a menu service"), Prefix.enterprise, enterprise_id, "service")],
             ],
         )
+
+    @staticmethod
+    def _refused(step: Step, enterprise_id: int) -> Finish:
+        log.warning("user %s: visit to enterprise %s refused at confirm", step.user.id, enterprise_id)
+        return Finish(step._("You are no longer assigned to this enterprise, so the visit was not saved."))
 
     async def _record_followup(
         self, step: Step, followup: dict[str, Any], enterprise_id: int, visit_id: int
