@@ -22,7 +22,7 @@ from telegram.ext import (
 from telegram.request import BaseRequest
 
 from bot.auth import Handler, identify, refuse, requires
-from bot.commands import COMMANDS, EVERYONE, STAFF, SUPERVISION, Command
+from bot.commands import COMMANDS, EVERYONE, SUPERVISION, Command
 from bot.config import LOCALES, Settings
 from bot.context import BotContext, Runtime
 from bot.flows.edit import FLOWS as EDIT_FLOWS
@@ -39,7 +39,7 @@ from bot.i18n import gettext_for
 from bot.keyboards import CallbackData, Prefix, parse
 from bot.logs import HANDLER, TracedApplication
 from bot.storage.db import create_engine, create_sessionmaker
-from bot.storage.enums import Role
+from bot.storage.enums import STAFF, Role
 from bot.storage.migrate import ensure_current
 
 log = logging.getLogger(__name__)

@@ -27,9 +27,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Update, BotContext], Coroutine[Any, Any, Any]]
 
-STAFF = (Role.liaison, Role.instructor)
-SUPERVISION = (Role.supervisor, Role.admin)
-
 
 def _is_join_attempt(update: Update) -> bool:
     message = update.message

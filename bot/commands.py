@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.i18n import N_
-from bot.storage.enums import Role
+from bot.storage.enums import STAFF, Role
 
 EVERYONE = tuple(Role)
-STAFF = (Role.liaison, Role.instructor)
 SUPERVISION = (Role.supervisor, Role.admin)
 
 

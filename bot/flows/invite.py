@@ -9,7 +9,7 @@ from typing import Any
 from bot.flows.common import NAME_LIMIT, SHORT_LIMIT, read_text
 from bot.flows.engine import Choice, Finish, Flow, Goto, Input, Invalid, Outcome, Screen, Step
 from bot.i18n import N_
-from bot.storage.enums import Role
+from bot.storage.enums import STAFF, Role
 from bot.storage.users import create_invite
 
 ROLE_CHOICES = {
@@ -68,7 +68,7 @@ class InviteFlow(Flow):
             if isinstance(value, Invalid):
                 return value
             step.data[name] = value
-            needs_unit = step.data["role"] in (Role.liaison, Role.instructor)
+            needs_unit = step.data["role"] in STAFF
             return Goto("unit" if name == "name" and needs_unit else "confirm")
         if given != Choice("confirm"):
             return Invalid(_("Please choose one of the buttons."))

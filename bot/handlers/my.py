@@ -16,7 +16,7 @@ from datetime import datetime, tzinfo
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
 from bot.auth import refuse
-from bot.commands import EVERYONE, STAFF
+from bot.commands import EVERYONE
 from bot.config import Settings
 from bot.context import BotContext
 from bot.flows.edit import (
@@ -31,7 +31,7 @@ from bot.i18n import N_, Translator
 from bot.keyboards import CallbackData, Prefix, button, markup
 from bot.labels import CATEGORY_LABELS, PROBLEM_STATUS_LABELS, SERVICE_STATUS_LABELS
 from bot.replies import expired, redraw
-from bot.storage.enums import ProblemStatus, Role, ServiceStatus
+from bot.storage.enums import STAFF, ProblemStatus, Role, ServiceStatus
 from bot.storage.models import Problem, ProblemEvent, Visit
 from bot.storage.mywork import (
     RECENT_DAYS,

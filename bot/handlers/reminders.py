@@ -29,7 +29,7 @@ from bot.services.charts import render_stats_chart_async
 from bot.services.periods import parse_period, period_containing
 from bot.services.stats import stats_report
 from bot.storage import outbox
-from bot.storage.enums import Role
+from bot.storage.enums import STAFF, Role
 from bot.storage.outbox import Push
 from bot.storage.reminders import (
     ProblemItem,
@@ -108,11 +108,7 @@ def _pending_push(
     lines += [_problem_line(item, _, today, settings.tz) for item in items[:LIST_LIMIT]]
     if len(items) > LIST_LIMIT:
         lines.append(_("…and {count} more: see /my.").format(count=len(items) - LIST_LIMIT))
-    rows = (
-        [_problem_buttons(item, _) for item in items[:BUTTONS_LIMIT]]
-        if user.role in (Role.liaison, Role.instructor)
-        else []
-    )
+    rows = [_problem_buttons(item, _) for item in items[:BUTTONS_LIMIT]] if user.role in STAFF else []
     return Push("pending", user.id, "daily", today.isoformat(), _payload("\n".join(lines), rows), now)
 
 
@@ -123,7 +119,7 @@ def _overdue_push(user: Recipient, item: ProblemItem, today: date, settings: Set
     text = _("Overdue by {days} days (due {due}): {line}").format(
         days=days, due=item.due_date.isoformat(), line=_problem_line(item, _, today, settings.tz)
     )
-    if user.id == item.reporter_id and user.role in (Role.liaison, Role.instructor):
+    if user.id == item.reporter_id and user.role in STAFF:
         rows = [_problem_buttons(item, _)]
     else:
         rows = [[(_("Open {ref}").format(ref=item.ref), encode(Prefix.problem, item.id, "view"))]]

@@ -22,7 +22,8 @@ from decimal import Decimal
 from telegram import InlineKeyboardMarkup, Update
 from telegram.constants import ChatAction, MessageLimit
 
-from bot.auth import SUPERVISION, refuse
+from bot.auth import refuse
+from bot.commands import SUPERVISION
 from bot.context import BotContext
 from bot.i18n import Translator
 from bot.keyboards import CallbackData, Prefix, button, markup
@@ -60,7 +61,7 @@ from bot.services.stats import (
     trends_report,
 )
 from bot.storage.enterprises import enterprises_for
-from bot.storage.enums import PartyOrg, Role, VisitTopic
+from bot.storage.enums import STAFF, PartyOrg, VisitTopic
 from bot.storage.models import User
 from bot.storage.reports import (
     PENDING_PROBLEMS,
@@ -473,7 +474,7 @@ def enterprise_lines(card: EnterpriseDetails, context: BotContext) -> list[str]:
 
 
 def _card_buttons(card: EnterpriseDetails, context: BotContext) -> InlineKeyboardMarkup | None:
-    if context.user.role not in (Role.liaison, Role.instructor):
+    if context.user.role not in STAFF:
         return None
     _, eid = context._, card.enterprise.id
     return markup(
@@ -511,7 +512,7 @@ async def cmd_enterprise(update: Update, context: BotContext) -> None:
     async with context.db.begin() as session:
         found, total = await enterprises_for(session, user=context.user, query=text, limit=CHOICES)
     if total == 0:
-        staff = context.user.role in (Role.liaison, Role.instructor)
+        staff = context.user.role in STAFF
         message = (
             _("None of your enterprises matches “{query}”.")
             if staff

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.services.periods import Period, elapsed_part, local_today, trend_weeks
 from bot.storage import reports
 from bot.storage.enterprises import accessible_enterprise
-from bot.storage.enums import PartyOrg, ProblemCategory
+from bot.storage.enums import STAFF, PartyOrg, ProblemCategory
 from bot.storage.models import User
 from bot.storage.reports import Activity, EnterpriseDetails, StaleEnterprise
 
@@ -131,7 +131,7 @@ async def stats_report(
 
 def scope_of(user: User) -> int | None:
     """Staff see the figures of their own enterprises; supervisors and admins the whole district."""
-    return user.id if user.role in reports.STAFF_ROLES else None
+    return user.id if user.role in STAFF else None
 
 
 # -- /coverage ----------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from sqlalchemy import Select, bindparam, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import BindParameter
 
-from bot.storage.enums import Role
+from bot.storage.enums import STAFF, Role
 from bot.storage.models import Assignment, Enterprise, User
 
 
@@ -91,7 +91,7 @@ _ASSIGNED_ENTERPRISE = _ANY_ENTERPRISE.where(Enterprise.id.in_(assigned_enterpri
 
 def assigned_only(user: User) -> bool:
     """Staff may act only on the enterprises currently assigned to them; supervisors and admins on any."""
-    return user.role in (Role.liaison, Role.instructor)
+    return user.role in STAFF
 
 
 # `accessible_enterprise`'s rule as a condition, for a write that must happen only if the user may act on

@@ -10,6 +10,10 @@ class Role(StrEnum):
     instructor = "instructor"
 
 
+# Field staff: they act only on the enterprises currently assigned to them.
+STAFF = (Role.liaison, Role.instructor)
+
+
 class Stage(StrEnum):
     """Development stage of an enterprise; decides its service menu."""
 

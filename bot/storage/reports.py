@@ -38,7 +38,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.storage.enterprises import assigned_enterprise_ids
-from bot.storage.enums import PartyOrg, ProblemCategory, ProblemStatus, Role, ServiceStatus
+from bot.storage.enums import STAFF, PartyOrg, ProblemCategory, ProblemStatus, Role, ServiceStatus
 from bot.storage.models import (
     Assignment,
     Enterprise,
@@ -55,7 +55,6 @@ FINISHED_PROBLEMS = (ProblemStatus.resolved, ProblemStatus.closed)
 # "not resolved or closed", spelt as the statuses that remain so that the (status, due_date) index serves it
 UNFINISHED_PROBLEMS = tuple(s for s in ProblemStatus if s not in FINISHED_PROBLEMS)
 PENDING_SERVICES = (ServiceStatus.requested, ServiceStatus.in_progress)
-STAFF_ROLES = (Role.liaison, Role.instructor)
 _FUNDS = Numeric(12, 2)
 _FACT_NAMES = ("visits", "reported", "resolved", "requested", "delivered", "overdue")
 
@@ -396,7 +395,7 @@ def _like(text: str) -> str:
 
 async def staff_named(session: AsyncSession, *, name: str, limit: int) -> tuple[list[User], int]:
     """Liaisons and instructors whose name contains ``name`` (exact matches first), with the total."""
-    where = (User.role.in_(STAFF_ROLES), User.name.ilike(_like(name), escape="\\"))
+    where = (User.role.in_(STAFF), User.name.ilike(_like(name), escape="\\"))
     total = await session.scalar(select(func.count()).select_from(User).where(*where))
     rows = await session.scalars(
         select(User)
@@ -408,9 +407,7 @@ async def staff_named(session: AsyncSession, *, name: str, limit: int) -> tuple[
 
 
 async def staff_member(session: AsyncSession, *, user_id: int) -> User | None:
-    found: User | None = await session.scalar(
-        select(User).where(User.id == user_id, User.role.in_(STAFF_ROLES))
-    )
+    found: User | None = await session.scalar(select(User).where(User.id == user_id, User.role.in_(STAFF)))
     return found
 
 
